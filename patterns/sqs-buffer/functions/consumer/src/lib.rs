@@ -1,0 +1,296 @@
+//! sqs-buffer consumer: stores each buffered event in DynamoDB exactly once.
+//!
+//! For every SQS record:
+//! - the body must be JSON, or the record is reported as failed (after `maxReceiveCount` receives
+//!   SQS moves it to the dead-letter queue: nothing is lost, nothing blocks its neighbours);
+//! - the item key is the event's own id: `eventId` from the body when present, else the SQS
+//!   message id, so a redelivery of the same event finds its item already there;
+//! - the write is conditional (`attribute_not_exists`), so a redelivery neither duplicates nor
+//!   overwrites; a throttled or failed write is reported for retry;
+//! - the payload is stored whole as one attribute, beside receive metadata, so a client's body can
+//!   never overwrite the item's key or metadata.
+//!
+//! Records of a batch are written concurrently, up to a bound.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use batch_consumer::{BatchError, process_sqs_batch};
+use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, json_to_attribute};
+use serde_json::Value;
+
+/// Partition key attribute of the events table (`KeySchema` in the template).
+pub const KEY_ATTRIBUTE: &str = "eventId";
+
+/// Longest accepted `eventId`, in bytes (DynamoDB allows 2048 for a partition key).
+pub const MAX_EVENT_ID_LEN: usize = 1024;
+
+/// Settings of the consumer, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The events table.
+    pub table_name: String,
+    /// How many records of a batch are written at once.
+    pub write_concurrency: usize,
+}
+
+/// Errors in the consumer's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// `WRITE_CONCURRENCY` is not a positive whole number.
+    #[error("environment variable WRITE_CONCURRENCY must be a positive whole number, got {0:?}")]
+    BadConcurrency(String),
+}
+
+impl Config {
+    /// Reads `TABLE_NAME` and `WRITE_CONCURRENCY` from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the local gateway passes the function's environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table_name = lookup("TABLE_NAME")
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let write_concurrency = match lookup("WRITE_CONCURRENCY") {
+            None => batch_consumer::DEFAULT_CONCURRENCY,
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(ConfigError::BadConcurrency(raw)),
+            },
+        };
+        Ok(Self {
+            table_name,
+            write_concurrency,
+        })
+    }
+}
+
+/// Why one record was not stored. Reported as a batch item failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The body is missing or not JSON: a poison message, bound for the dead-letter queue.
+    #[error("body is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// `eventId` is present but not a usable key.
+    #[error("eventId must be a non-empty string of at most {MAX_EVENT_ID_LEN} bytes")]
+    BadEventId,
+    /// The write failed and must be retried.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The consumer, built once per execution environment.
+#[derive(Clone)]
+pub struct Consumer {
+    store: Arc<dyn EventStore>,
+    write_concurrency: usize,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("write_concurrency", &self.write_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A consumer writing to `store`.
+    pub fn new(store: Arc<dyn EventStore>, write_concurrency: usize) -> Self {
+        Self {
+            store,
+            write_concurrency,
+        }
+    }
+
+    /// A consumer writing to the table named in `config` through `client`.
+    pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
+        Self::new(
+            Arc::new(dynamo_writer::DynamoDbStore::new(
+                client,
+                config.table_name.clone(),
+                KEY_ATTRIBUTE,
+            )),
+            config.write_concurrency,
+        )
+    }
+
+    /// Handles one SQS batch and answers with the records to retry.
+    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+        process_sqs_batch(event, self.write_concurrency, |record| self.store_record(record)).await
+    }
+
+    async fn store_record(&self, record: SqsMessage) -> Result<(), RecordError> {
+        let item = build_item(&record, now_millis())?;
+        let outcome = self.store.put_if_absent(item).await?;
+        if outcome == PutOutcome::AlreadyExists {
+            tracing::info!(
+                message_id = record.message_id.as_deref().unwrap_or_default(),
+                "event already stored; redelivery ignored"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Builds the item stored for `record`: key, payload attribute and receive metadata.
+pub fn build_item(record: &SqsMessage, stored_at_millis: u128) -> Result<Item, RecordError> {
+    let body = record.body.as_deref().unwrap_or_default();
+    let payload: Value = serde_json::from_str(body).map_err(RecordError::NotJson)?;
+    let message_id = record.message_id.clone().unwrap_or_default();
+    let event_id = match payload.get(KEY_ATTRIBUTE) {
+        None => message_id.clone(),
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_EVENT_ID_LEN => id.clone(),
+        Some(_) => return Err(RecordError::BadEventId),
+    };
+    let mut item = Item::new();
+    item.insert(KEY_ATTRIBUTE.into(), AttributeValue::S(event_id));
+    item.insert("payload".into(), json_to_attribute(&payload));
+    item.insert("messageId".into(), AttributeValue::S(message_id));
+    item.insert(
+        "storedAt".into(),
+        AttributeValue::N(stored_at_millis.to_string()),
+    );
+    for (attribute, name) in [
+        ("SentTimestamp", "sentAt"),
+        ("ApproximateFirstReceiveTimestamp", "firstReceivedAt"),
+        ("ApproximateReceiveCount", "receiveCount"),
+    ] {
+        if let Some(value) = record.attributes.get(attribute) {
+            if value.parse::<u64>().is_ok() {
+                item.insert(name.into(), AttributeValue::N(value.clone()));
+            }
+        }
+    }
+    if let Some(arn) = record.event_source_arn.as_deref() {
+        item.insert("sourceArn".into(), AttributeValue::S(arn.to_owned()));
+    }
+    Ok(item)
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamo_writer::MemoryStore;
+    use serde_json::json;
+
+    fn record(id: &str, body: &str) -> SqsMessage {
+        serde_json::from_value(json!({
+            "messageId": id,
+            "body": body,
+            "attributes": {"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "1"},
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:buffer"
+        }))
+        .expect("valid record")
+    }
+
+    #[test]
+    fn item_is_keyed_on_event_id_from_the_body() {
+        let item = build_item(&record("m-1", r#"{"eventId":"e-1","message":"hi"}"#), 5)
+            .expect("valid item");
+        assert_eq!(item["eventId"], AttributeValue::S("e-1".into()));
+        assert_eq!(item["messageId"], AttributeValue::S("m-1".into()));
+        assert_eq!(item["sentAt"], AttributeValue::N("1700000000000".into()));
+        assert_eq!(item["storedAt"], AttributeValue::N("5".into()));
+        let AttributeValue::M(payload) = &item["payload"] else {
+            panic!("payload must be a map")
+        };
+        assert_eq!(payload["message"], AttributeValue::S("hi".into()));
+    }
+
+    #[test]
+    fn item_falls_back_to_message_id() {
+        let item = build_item(&record("m-2", r#"{"message":"no id"}"#), 0).expect("valid item");
+        assert_eq!(item["eventId"], AttributeValue::S("m-2".into()));
+    }
+
+    #[test]
+    fn body_cannot_overwrite_the_key_or_metadata() {
+        let item = build_item(
+            &record("m-3", r#"{"eventId":"e-3","messageId":"forged","storedAt":"x"}"#),
+            7,
+        )
+        .expect("valid item");
+        assert_eq!(item["messageId"], AttributeValue::S("m-3".into()));
+        assert_eq!(item["storedAt"], AttributeValue::N("7".into()));
+    }
+
+    #[test]
+    fn non_json_body_and_bad_event_ids_are_record_errors() {
+        assert!(matches!(
+            build_item(&record("m", "Test Message"), 0),
+            Err(RecordError::NotJson(_))
+        ));
+        for body in [r#"{"eventId":""}"#, r#"{"eventId":42}"#, r#"{"eventId":null}"#] {
+            assert!(
+                matches!(build_item(&record("m", body), 0), Err(RecordError::BadEventId)),
+                "{body}"
+            );
+        }
+        let long = json!({ "eventId": "x".repeat(MAX_EVENT_ID_LEN + 1) }).to_string();
+        assert!(matches!(build_item(&record("m", &long), 0), Err(RecordError::BadEventId)));
+    }
+
+    #[tokio::test]
+    async fn poison_record_fails_alone_and_neighbours_are_stored() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4);
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [
+            {"messageId": "m1", "body": "{\"eventId\":\"a\"}"},
+            {"messageId": "m2", "body": "not json"},
+            {"messageId": "m3", "body": "{\"n\":1}"}
+        ]}))
+        .expect("valid event");
+        let response = consumer.handle(event).await.expect("answered");
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, ["m2"]);
+        let items = store.items();
+        assert_eq!(items.len(), 2);
+        assert!(items.contains_key("a") && items.contains_key("m3"));
+    }
+
+    #[tokio::test]
+    async fn redelivery_neither_duplicates_nor_overwrites() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4);
+        let first: SqsEvent = serde_json::from_value(json!({"Records": [
+            {"messageId": "m1", "body": "{\"eventId\":\"e\",\"v\":1}"}]}))
+        .expect("valid event");
+        let again: SqsEvent = serde_json::from_value(json!({"Records": [
+            {"messageId": "m9", "body": "{\"eventId\":\"e\",\"v\":2}"}]}))
+        .expect("valid event");
+        assert!(consumer.handle(first).await.expect("ok").batch_item_failures.is_empty());
+        assert!(consumer.handle(again).await.expect("ok").batch_item_failures.is_empty());
+        let items = store.items();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items["e"]["messageId"], AttributeValue::S("m1".into()));
+    }
+
+    #[test]
+    fn config_requires_table_and_validates_concurrency() {
+        let ok = Config::from_lookup(|k| (k == "TABLE_NAME").then(|| "t".to_owned()))
+            .expect("valid");
+        assert_eq!(ok.write_concurrency, batch_consumer::DEFAULT_CONCURRENCY);
+        assert!(matches!(Config::from_lookup(|_| None), Err(ConfigError::Missing("TABLE_NAME"))));
+        let bad = Config::from_lookup(|k| Some(if k == "TABLE_NAME" { "t" } else { "0" }.into()));
+        assert!(matches!(bad, Err(ConfigError::BadConcurrency(_))));
+    }
+}

@@ -1,0 +1,23 @@
+//! Lambda entry point of the sqs-buffer consumer: wiring only, the logic is in the library.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use sqs_buffer_consumer::{Config, Consumer};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = Config::from_env()?;
+    let sdk = aws_setup::load().await;
+    let consumer = Consumer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let consumer = &consumer;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(consumer.handle(event.payload).await?)
+    }))
+    .await
+}

@@ -1,0 +1,34 @@
+//! The one place that configures AWS SDK clients.
+//!
+//! Every binary in the project (Lambda functions, the local gateway, tools) builds its `SdkConfig`
+//! here, once per process, so that the same code talks to AWS or to a local emulator. The AWS SDK
+//! for Rust already honours `AWS_ENDPOINT_URL` and the per-service `AWS_ENDPOINT_URL_<SERVICE>`
+//! variables; [`load`] keeps that behaviour and [`load_with_endpoint`] lets a caller that knows its
+//! endpoint (the local gateway, tests) say so without touching the process environment.
+
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
+
+/// Region used when none is configured anywhere (only relevant against a local emulator).
+pub const FALLBACK_REGION: &str = "us-east-1";
+
+/// Loads the SDK configuration from the standard sources (environment, profile, IMDS/container
+/// credentials), including `AWS_ENDPOINT_URL` when set.
+pub async fn load() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Loads a configuration that sends every service to `endpoint_url` (for example a moto server),
+/// with static test credentials unless real ones are set in the environment.
+pub async fn load_with_endpoint(endpoint_url: &str, region: Option<&str>) -> SdkConfig {
+    let region = Region::new(region.unwrap_or(FALLBACK_REGION).to_owned());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint_url)
+        .region(region);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "local-emulator",
+        ));
+    }
+    loader.load().await
+}

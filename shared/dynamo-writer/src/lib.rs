@@ -1,0 +1,257 @@
+//! Idempotent writes of events to DynamoDB.
+//!
+//! Consumers of at-least-once sources (SQS, Kinesis, asynchronous invokes) see the same event more
+//! than once. [`EventStore::put_if_absent`] writes an item only when its key is not taken yet
+//! (`attribute_not_exists` on the partition key), so a redelivery neither duplicates nor
+//! overwrites the stored event, and reports which of the two happened.
+//!
+//! The store is a small trait with two implementations: [`DynamoDbStore`] (the real SDK client,
+//! tested against moto) and [`MemoryStore`] (for fast logic tests).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+/// An item as DynamoDB sees it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// What a conditional put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The item was new and is now stored.
+    Created,
+    /// An item with that key was already there; nothing was written.
+    AlreadyExists,
+}
+
+/// Why a write did not happen. Every variant is a failure the caller must report (and so retry),
+/// never a silent loss.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DynamoDB throttled the write; it will likely succeed on retry.
+    #[error("DynamoDB throttled the write")]
+    Throttled(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// DynamoDB refused the item itself (too large, bad key, ...): retrying will not help.
+    #[error("DynamoDB rejected the item: {0}")]
+    Rejected(String),
+    /// Any other failure: network, credentials, service error.
+    #[error("DynamoDB write failed")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The item lacks its partition key attribute.
+    #[error("item has no attribute {0:?} to use as its key")]
+    MissingKey(String),
+}
+
+/// Storage of items keyed by one string partition key.
+pub trait EventStore: Send + Sync {
+    /// Writes `item` unless an item with the same partition key exists.
+    fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>>;
+}
+
+/// [`EventStore`] on a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    key: String,
+}
+
+impl DynamoDbStore {
+    /// A store writing to `table`, whose partition key attribute is `key`.
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            key: key.into(),
+        }
+    }
+}
+
+impl EventStore for DynamoDbStore {
+    fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>> {
+        Box::pin(async move {
+            if !item.contains_key(&self.key) {
+                return Err(StoreError::MissingKey(self.key.clone()));
+            }
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", &self.key)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(PutOutcome::Created),
+                Err(err) => classify(err),
+            }
+        })
+    }
+}
+
+fn classify(err: SdkError<PutItemError>) -> Result<PutOutcome, StoreError> {
+    let Some(service) = err.as_service_error() else {
+        return Err(StoreError::Unavailable(Box::new(err)));
+    };
+    match service {
+        PutItemError::ConditionalCheckFailedException(_) => Ok(PutOutcome::AlreadyExists),
+        PutItemError::ProvisionedThroughputExceededException(_)
+        | PutItemError::RequestLimitExceeded(_) => Err(StoreError::Throttled(Box::new(err))),
+        other => match aws_sdk_dynamodb::error::ProvideErrorMetadata::code(other) {
+            Some("ThrottlingException") => Err(StoreError::Throttled(Box::new(err))),
+            Some("ValidationException") => Err(StoreError::Rejected(
+                aws_sdk_dynamodb::error::ProvideErrorMetadata::message(other)
+                    .unwrap_or("validation error")
+                    .to_owned(),
+            )),
+            _ => Err(StoreError::Unavailable(Box::new(err))),
+        },
+    }
+}
+
+/// [`EventStore`] in memory, with the same conditional semantics as [`DynamoDbStore`].
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    key: String,
+    items: Mutex<HashMap<String, Item>>,
+}
+
+impl MemoryStore {
+    /// An empty store keyed on attribute `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            items: Mutex::default(),
+        }
+    }
+
+    /// A copy of every stored item, keyed by partition key.
+    pub fn items(&self) -> HashMap<String, Item> {
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>> {
+        Box::pin(async move {
+            let key = match item.get(&self.key) {
+                Some(AttributeValue::S(k)) => k.clone(),
+                _ => return Err(StoreError::MissingKey(self.key.clone())),
+            };
+            let mut items = self
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if items.contains_key(&key) {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            items.insert(key, item);
+            Ok(PutOutcome::Created)
+        })
+    }
+}
+
+/// Maps a JSON value to a DynamoDB attribute value: objects to `M`, arrays to `L`, strings to `S`,
+/// numbers to `N` (kept as written), booleans to `BOOL`, null to `NULL`.
+pub fn json_to_attribute(value: &Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(json_to_attribute).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Maps a DynamoDB attribute value back to JSON (numbers that do not parse stay strings; sets
+/// become arrays; binary becomes base64 text is not needed here and maps to null).
+pub fn attribute_to_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(n)
+            .map(Value::Number)
+            .unwrap_or_else(|_| Value::String(n.clone())),
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::L(items) => Value::Array(items.iter().map(attribute_to_json).collect()),
+        AttributeValue::M(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), attribute_to_json(v)))
+                .collect(),
+        ),
+        AttributeValue::Ss(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| attribute_to_json(&AttributeValue::N(n.clone())))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_maps_to_attributes_and_back() {
+        let value = json!({
+            "s": "text", "n": 12.5, "i": -3, "b": true, "z": null,
+            "l": [1, "two", {"three": 3}], "m": {"nested": {"deep": [false]}}, "e": ""
+        });
+        let attr = json_to_attribute(&value);
+        let AttributeValue::M(map) = &attr else {
+            panic!("object must map to M, got {attr:?}")
+        };
+        assert_eq!(map["s"], AttributeValue::S("text".into()));
+        assert_eq!(map["n"], AttributeValue::N("12.5".into()));
+        assert_eq!(map["b"], AttributeValue::Bool(true));
+        assert_eq!(map["z"], AttributeValue::Null(true));
+        assert_eq!(attribute_to_json(&attr), value);
+    }
+
+    fn item(key: &str, marker: &str) -> Item {
+        HashMap::from([
+            ("eventId".to_owned(), AttributeValue::S(key.into())),
+            ("marker".to_owned(), AttributeValue::S(marker.into())),
+        ])
+    }
+
+    #[tokio::test]
+    async fn memory_store_writes_once_and_never_overwrites() {
+        let store = MemoryStore::new("eventId");
+        assert_eq!(store.put_if_absent(item("a", "first")).await.ok(), Some(PutOutcome::Created));
+        assert_eq!(
+            store.put_if_absent(item("a", "second")).await.ok(),
+            Some(PutOutcome::AlreadyExists)
+        );
+        assert_eq!(store.items()["a"]["marker"], AttributeValue::S("first".into()));
+    }
+
+    #[tokio::test]
+    async fn item_without_key_is_an_error() {
+        let store = MemoryStore::new("eventId");
+        let result = store.put_if_absent(HashMap::new()).await;
+        assert!(matches!(result, Err(StoreError::MissingKey(k)) if k == "eventId"));
+    }
+}
