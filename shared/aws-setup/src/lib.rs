@@ -27,7 +27,11 @@ pub async fn load_with_endpoint(endpoint_url: &str, region: Option<&str>) -> Sdk
         .region(region);
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-            "testing", "testing", None, None, "local-emulator",
+            "testing",
+            "testing",
+            None,
+            None,
+            "local-emulator",
         ));
     }
     loader.load().await

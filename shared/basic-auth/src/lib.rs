@@ -295,12 +295,12 @@ impl Config {
             .ok_or(ConfigError::Missing("SECRET_ID"))?;
         let secret_ttl = match lookup("SECRET_CACHE_TTL_SECONDS") {
             None => DEFAULT_SECRET_TTL,
-            Some(value) => Duration::from_secs(value.trim().parse().map_err(|_| {
-                ConfigError::NotSeconds {
+            Some(value) => {
+                Duration::from_secs(value.trim().parse().map_err(|_| ConfigError::NotSeconds {
                     name: "SECRET_CACHE_TTL_SECONDS",
                     value,
-                }
-            })?),
+                })?)
+            }
         };
         Ok(Self {
             secret_id,
@@ -354,7 +354,11 @@ impl Authorizer {
                 response.context = serde_json::json!({ "username": username });
             }
             Err(denial) => {
-                tracing::info!(decision = "deny", reason = denial.as_str(), "request denied");
+                tracing::info!(
+                    decision = "deny",
+                    reason = denial.as_str(),
+                    "request denied"
+                );
                 response.is_authorized = false;
                 response.context = serde_json::json!({});
             }
@@ -383,7 +387,10 @@ mod tests {
 
     #[test]
     fn parses_well_formed_basic_header() {
-        assert_eq!(parse_basic_header(&basic("alice:s3cret")), Ok(creds("alice", "s3cret")));
+        assert_eq!(
+            parse_basic_header(&basic("alice:s3cret")),
+            Ok(creds("alice", "s3cret"))
+        );
     }
 
     #[test]
@@ -394,7 +401,10 @@ mod tests {
 
     #[test]
     fn password_may_contain_colons() {
-        assert_eq!(parse_basic_header(&basic("bob:a:b:c")), Ok(creds("bob", "a:b:c")));
+        assert_eq!(
+            parse_basic_header(&basic("bob:a:b:c")),
+            Ok(creds("bob", "a:b:c"))
+        );
     }
 
     #[test]
@@ -405,10 +415,19 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_denied_with_their_reason() {
-        assert_eq!(parse_basic_header("Bearer abc.def"), Err(Denial::WrongScheme));
+        assert_eq!(
+            parse_basic_header("Bearer abc.def"),
+            Err(Denial::WrongScheme)
+        );
         assert_eq!(parse_basic_header("Basic"), Err(Denial::WrongScheme));
-        assert_eq!(parse_basic_header("Basic !!!not-base64"), Err(Denial::BadBase64));
-        assert_eq!(parse_basic_header(&basic("no-colon-here")), Err(Denial::NoColon));
+        assert_eq!(
+            parse_basic_header("Basic !!!not-base64"),
+            Err(Denial::BadBase64)
+        );
+        assert_eq!(
+            parse_basic_header(&basic("no-colon-here")),
+            Err(Denial::NoColon)
+        );
         let not_utf8 = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe, b':', b'x'])
@@ -440,13 +459,19 @@ mod tests {
             decide(Some(&basic("alice:nope")), &expected),
             Err(Denial::WrongCredentials)
         );
-        assert_eq!(decide(Some(&basic("alice:pw")), &expected), Ok("alice".into()));
+        assert_eq!(
+            decide(Some(&basic("alice:pw")), &expected),
+            Ok("alice".into())
+        );
     }
 
     #[test]
     fn debug_output_never_shows_a_credential() {
         let shown = format!("{:?}", creds("alice", "hunter2"));
-        assert!(!shown.contains("alice") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("alice") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -455,8 +480,14 @@ mod tests {
             parse_secret(r#"{"username":"u","password":"p"}"#).ok(),
             Some(creds("u", "p"))
         );
-        assert!(matches!(parse_secret(r#"{"username":"u"}"#), Err(SecretError::BadShape(_))));
-        assert!(matches!(parse_secret("not json"), Err(SecretError::BadShape(_))));
+        assert!(matches!(
+            parse_secret(r#"{"username":"u"}"#),
+            Err(SecretError::BadShape(_))
+        ));
+        assert!(matches!(
+            parse_secret("not json"),
+            Err(SecretError::BadShape(_))
+        ));
     }
 
     #[test]
@@ -473,8 +504,15 @@ mod tests {
             Config::from_lookup(|_| None),
             Err(ConfigError::Missing("SECRET_ID"))
         ));
-        let bad = |k: &str| (k == "SECRET_ID").then(|| "x".to_owned()).or(Some("soon".into()));
-        assert!(matches!(Config::from_lookup(bad), Err(ConfigError::NotSeconds { .. })));
+        let bad = |k: &str| {
+            (k == "SECRET_ID")
+                .then(|| "x".to_owned())
+                .or(Some("soon".into()))
+        };
+        assert!(matches!(
+            Config::from_lookup(bad),
+            Err(ConfigError::NotSeconds { .. })
+        ));
     }
 
     struct CountingSource {

@@ -116,7 +116,10 @@ mod tests {
         let mut batch = event(&["a", "b"]);
         batch.records[1].message_id = None;
         let result = process_sqs_batch(batch, 2, |_| async { Ok::<_, &str>(()) }).await;
-        assert!(matches!(result, Err(BatchError::MissingMessageId { index: 1 })));
+        assert!(matches!(
+            result,
+            Err(BatchError::MissingMessageId { index: 1 })
+        ));
     }
 
     #[tokio::test]

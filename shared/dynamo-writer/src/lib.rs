@@ -197,7 +197,9 @@ pub fn attribute_to_json(value: &AttributeValue) -> Value {
                 .map(|(k, v)| (k.clone(), attribute_to_json(v)))
                 .collect(),
         ),
-        AttributeValue::Ss(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ss(items) => {
+            Value::Array(items.iter().cloned().map(Value::String).collect())
+        }
         AttributeValue::Ns(items) => Value::Array(
             items
                 .iter()
@@ -240,12 +242,18 @@ mod tests {
     #[tokio::test]
     async fn memory_store_writes_once_and_never_overwrites() {
         let store = MemoryStore::new("eventId");
-        assert_eq!(store.put_if_absent(item("a", "first")).await.ok(), Some(PutOutcome::Created));
+        assert_eq!(
+            store.put_if_absent(item("a", "first")).await.ok(),
+            Some(PutOutcome::Created)
+        );
         assert_eq!(
             store.put_if_absent(item("a", "second")).await.ok(),
             Some(PutOutcome::AlreadyExists)
         );
-        assert_eq!(store.items()["a"]["marker"], AttributeValue::S("first".into()));
+        assert_eq!(
+            store.items()["a"]["marker"],
+            AttributeValue::S("first".into())
+        );
     }
 
     #[tokio::test]

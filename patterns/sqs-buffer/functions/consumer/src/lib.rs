@@ -124,7 +124,10 @@ impl Consumer {
 
     /// Handles one SQS batch and answers with the records to retry.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_sqs_batch(event, self.write_concurrency, |record| self.store_record(record)).await
+        process_sqs_batch(event, self.write_concurrency, |record| {
+            self.store_record(record)
+        })
+        .await
     }
 
     async fn store_record(&self, record: SqsMessage) -> Result<(), RecordError> {
@@ -221,7 +224,10 @@ mod tests {
     #[test]
     fn body_cannot_overwrite_the_key_or_metadata() {
         let item = build_item(
-            &record("m-3", r#"{"eventId":"e-3","messageId":"forged","storedAt":"x"}"#),
+            &record(
+                "m-3",
+                r#"{"eventId":"e-3","messageId":"forged","storedAt":"x"}"#,
+            ),
             7,
         )
         .expect("valid item");
@@ -235,14 +241,24 @@ mod tests {
             build_item(&record("m", "Test Message"), 0),
             Err(RecordError::NotJson(_))
         ));
-        for body in [r#"{"eventId":""}"#, r#"{"eventId":42}"#, r#"{"eventId":null}"#] {
+        for body in [
+            r#"{"eventId":""}"#,
+            r#"{"eventId":42}"#,
+            r#"{"eventId":null}"#,
+        ] {
             assert!(
-                matches!(build_item(&record("m", body), 0), Err(RecordError::BadEventId)),
+                matches!(
+                    build_item(&record("m", body), 0),
+                    Err(RecordError::BadEventId)
+                ),
                 "{body}"
             );
         }
         let long = json!({ "eventId": "x".repeat(MAX_EVENT_ID_LEN + 1) }).to_string();
-        assert!(matches!(build_item(&record("m", &long), 0), Err(RecordError::BadEventId)));
+        assert!(matches!(
+            build_item(&record("m", &long), 0),
+            Err(RecordError::BadEventId)
+        ));
     }
 
     #[tokio::test]
@@ -277,8 +293,22 @@ mod tests {
         let again: SqsEvent = serde_json::from_value(json!({"Records": [
             {"messageId": "m9", "body": "{\"eventId\":\"e\",\"v\":2}"}]}))
         .expect("valid event");
-        assert!(consumer.handle(first).await.expect("ok").batch_item_failures.is_empty());
-        assert!(consumer.handle(again).await.expect("ok").batch_item_failures.is_empty());
+        assert!(
+            consumer
+                .handle(first)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        assert!(
+            consumer
+                .handle(again)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
         let items = store.items();
         assert_eq!(items.len(), 1);
         assert_eq!(items["e"]["messageId"], AttributeValue::S("m1".into()));
@@ -286,10 +316,13 @@ mod tests {
 
     #[test]
     fn config_requires_table_and_validates_concurrency() {
-        let ok = Config::from_lookup(|k| (k == "TABLE_NAME").then(|| "t".to_owned()))
-            .expect("valid");
+        let ok =
+            Config::from_lookup(|k| (k == "TABLE_NAME").then(|| "t".to_owned())).expect("valid");
         assert_eq!(ok.write_concurrency, batch_consumer::DEFAULT_CONCURRENCY);
-        assert!(matches!(Config::from_lookup(|_| None), Err(ConfigError::Missing("TABLE_NAME"))));
+        assert!(matches!(
+            Config::from_lookup(|_| None),
+            Err(ConfigError::Missing("TABLE_NAME"))
+        ));
         let bad = Config::from_lookup(|k| Some(if k == "TABLE_NAME" { "t" } else { "0" }.into()));
         assert!(matches!(bad, Err(ConfigError::BadConcurrency(_))));
     }

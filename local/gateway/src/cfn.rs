@@ -1,0 +1,501 @@
+//! Reading CloudFormation / SAM templates: YAML with short-form intrinsics, parameters with their
+//! defaults, constraints and overrides, SAM `Globals`, and the resolution of `Ref`, `Fn::GetAtt`,
+//! `Fn::Sub`, `Fn::Join` and `Fn::Select` against what the local stack has provisioned.
+//!
+//! Templates are turned into JSON values, with short-form tags (`!Ref X`) rewritten to their long
+//! form (`{"Ref": "X"}`), so every later step deals with one representation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Map, Value, json};
+
+/// A template read from disk.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Where it was read from (nested `Location`s are relative to its folder).
+    pub path: PathBuf,
+    /// The whole document, intrinsics in long form.
+    pub doc: Value,
+}
+
+impl Template {
+    /// Reads and parses `path`, then applies SAM `Globals` to its functions.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read template {}", path.display()))?;
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", path.display()))?;
+        let mut doc = yaml_to_json(yaml)?;
+        apply_function_globals(&mut doc);
+        Ok(Self {
+            path: path.to_path_buf(),
+            doc,
+        })
+    }
+
+    /// The `Resources` section.
+    pub fn resources(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.doc
+            .get("Resources")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+    }
+
+    /// Resources of one type.
+    pub fn resources_of<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.resources()
+            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+    }
+
+    /// Resolves the template's parameters: defaults, then values given by a parent stack, then
+    /// overrides; each checked against its `MinValue`, `MaxValue` and `AllowedValues`.
+    pub fn resolve_parameters(
+        &self,
+        given: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut resolved = BTreeMap::new();
+        let declared = self.doc.get("Parameters").and_then(Value::as_object);
+        for (name, decl) in declared.into_iter().flatten() {
+            let value = overrides
+                .get(name)
+                .or_else(|| given.get(name))
+                .cloned()
+                .or_else(|| decl.get("Default").map(scalar_to_string))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "parameter {name} of {} has no value and no Default",
+                        self.path.display()
+                    )
+                })?;
+            check_parameter(name, decl, &value)
+                .with_context(|| format!("in {}", self.path.display()))?;
+            resolved.insert(name.clone(), value);
+        }
+        Ok(resolved)
+    }
+}
+
+fn check_parameter(name: &str, decl: &Value, value: &str) -> Result<()> {
+    if let Some(allowed) = decl.get("AllowedValues").and_then(Value::as_array) {
+        if !allowed.iter().any(|a| scalar_to_string(a) == value) {
+            bail!("parameter {name}={value} is not one of its AllowedValues");
+        }
+    }
+    if decl.get("Type").and_then(Value::as_str) == Some("Number") {
+        let number: f64 = value
+            .parse()
+            .map_err(|_| anyhow!("parameter {name} must be a number, got {value:?}"))?;
+        if let Some(min) = decl.get("MinValue").and_then(as_f64) {
+            if number < min {
+                bail!("parameter {name}={value} is below its MinValue {min}");
+            }
+        }
+        if let Some(max) = decl.get("MaxValue").and_then(as_f64) {
+            if number > max {
+                bail!("parameter {name}={value} is above its MaxValue {max}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A scalar as CloudFormation passes it around: as a string.
+pub fn scalar_to_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Converts YAML to JSON, rewriting short-form intrinsic tags to their long form.
+pub fn yaml_to_json(yaml: serde_yaml::Value) -> Result<Value> {
+    use serde_yaml::Value as Y;
+    Ok(match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n)?,
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => {
+            Value::Array(items.into_iter().map(yaml_to_json).collect::<Result<_>>()?)
+        }
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => scalar_to_string(&yaml_to_json(other)?),
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = yaml_to_json(tagged.value)?;
+            match tag {
+                "Ref" => json!({ "Ref": inner }),
+                "Condition" => json!({ "Condition": inner }),
+                "GetAtt" => match inner {
+                    Value::String(s) => {
+                        let (resource, attribute) = s
+                            .split_once('.')
+                            .ok_or_else(|| anyhow!("!GetAtt {s} needs Resource.Attribute"))?;
+                        json!({ "Fn::GetAtt": [resource, attribute] })
+                    }
+                    other => json!({ "Fn::GetAtt": other }),
+                },
+                other => json!({ format!("Fn::{other}"): inner }),
+            }
+        }
+    })
+}
+
+/// Merges SAM `Globals.Function` into every `AWS::Serverless::Function`, as SAM's transform does:
+/// scalar properties are defaults, maps (such as `Environment.Variables`) are merged.
+fn apply_function_globals(doc: &mut Value) {
+    let Some(globals) = doc.pointer("/Globals/Function").cloned() else {
+        return;
+    };
+    let Some(resources) = doc.get_mut("Resources").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for resource in resources.values_mut() {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let props = resource
+            .as_object_mut()
+            .map(|r| r.entry("Properties").or_insert_with(|| json!({})));
+        if let Some(props) = props {
+            *props = merge_defaults(&globals, props);
+        }
+    }
+}
+
+fn merge_defaults(defaults: &Value, specific: &Value) -> Value {
+    match (defaults, specific) {
+        (Value::Object(d), Value::Object(s)) => {
+            let mut out = d.clone();
+            for (k, v) in s {
+                let merged = match d.get(k) {
+                    Some(dv) if dv.is_object() && v.is_object() && !is_intrinsic(v) => {
+                        merge_defaults(dv, v)
+                    }
+                    _ => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (_, s) => s.clone(),
+    }
+}
+
+fn is_intrinsic(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.len() == 1 && m.keys().all(|k| k == "Ref" || k.starts_with("Fn::")))
+}
+
+/// What a provisioned resource answers to `Ref` and `Fn::GetAtt`.
+#[derive(Debug, Clone, Default)]
+pub struct Physical {
+    /// The value of `Ref`.
+    pub reference: String,
+    /// Attribute values for `Fn::GetAtt`.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Why a value could not be resolved yet.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// It refers to a resource that has not been provisioned yet (try again later).
+    #[error("resource {0} is not provisioned yet")]
+    Pending(String),
+    /// It cannot be resolved at all.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything `Ref` and friends can see in one stack.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Resolved parameter values.
+    pub parameters: BTreeMap<String, String>,
+    /// Provisioned resources by logical id.
+    pub resources: BTreeMap<String, Physical>,
+    /// `AWS::StackName`.
+    pub stack_name: String,
+    /// `AWS::Region`.
+    pub region: String,
+    /// `AWS::AccountId`.
+    pub account_id: String,
+}
+
+impl Scope {
+    fn reference(&self, name: &str) -> Result<String, ResolveError> {
+        match name {
+            "AWS::Region" => return Ok(self.region.clone()),
+            "AWS::AccountId" => return Ok(self.account_id.clone()),
+            "AWS::Partition" => return Ok("aws".into()),
+            "AWS::URLSuffix" => return Ok("amazonaws.com".into()),
+            "AWS::StackName" => return Ok(self.stack_name.clone()),
+            "AWS::StackId" => {
+                return Ok(format!(
+                    "arn:aws:cloudformation:{}:{}:stack/{}/local",
+                    self.region, self.account_id, self.stack_name
+                ));
+            }
+            "AWS::NoValue" => return Ok(String::new()),
+            _ => {}
+        }
+        if let Some(value) = self.parameters.get(name) {
+            return Ok(value.clone());
+        }
+        self.resources
+            .get(name)
+            .map(|p| p.reference.clone())
+            .ok_or_else(|| ResolveError::Pending(name.to_owned()))
+    }
+
+    fn attribute(&self, resource: &str, attribute: &str) -> Result<String, ResolveError> {
+        let physical = self
+            .resources
+            .get(resource)
+            .ok_or_else(|| ResolveError::Pending(resource.to_owned()))?;
+        physical.attributes.get(attribute).cloned().ok_or_else(|| {
+            ResolveError::Invalid(format!("{resource} has no attribute {attribute} locally"))
+        })
+    }
+
+    /// Resolves every intrinsic function in `value`.
+    pub fn resolve(&self, value: &Value) -> Result<Value, ResolveError> {
+        match value {
+            Value::Array(items) => Ok(Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.resolve(v))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Value::Object(map) if map.len() == 1 => {
+                let (key, arg) = map
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .ok_or_else(|| ResolveError::Invalid("empty intrinsic".into()))?;
+                match key {
+                    "Ref" => Ok(Value::String(self.reference(&self.resolve_str(arg)?)?)),
+                    "Fn::GetAtt" => {
+                        let parts = match self.resolve(arg)? {
+                            Value::Array(p) => p.iter().map(scalar_to_string).collect::<Vec<_>>(),
+                            Value::String(s) => s.splitn(2, '.').map(str::to_owned).collect(),
+                            other => {
+                                return Err(ResolveError::Invalid(format!("bad GetAtt {other}")));
+                            }
+                        };
+                        match parts.as_slice() {
+                            [r, a] => Ok(Value::String(self.attribute(r, a)?)),
+                            _ => Err(ResolveError::Invalid(format!("bad GetAtt {parts:?}"))),
+                        }
+                    }
+                    "Fn::Sub" => Ok(Value::String(self.substitute(arg)?)),
+                    "Fn::Join" => {
+                        let args = self.resolve(arg)?;
+                        let (sep, items) = match args.as_array().map(Vec::as_slice) {
+                            Some([Value::String(sep), Value::Array(items)]) => {
+                                (sep.clone(), items.clone())
+                            }
+                            _ => return Err(ResolveError::Invalid("bad Fn::Join".into())),
+                        };
+                        Ok(Value::String(
+                            items
+                                .iter()
+                                .map(scalar_to_string)
+                                .collect::<Vec<_>>()
+                                .join(&sep),
+                        ))
+                    }
+                    "Fn::Select" => {
+                        let args = self.resolve(arg)?;
+                        match args.as_array().map(Vec::as_slice) {
+                            Some([index, Value::Array(items)]) => {
+                                let i: usize = scalar_to_string(index).parse().map_err(|_| {
+                                    ResolveError::Invalid("bad Fn::Select index".into())
+                                })?;
+                                items.get(i).cloned().ok_or_else(|| {
+                                    ResolveError::Invalid("Fn::Select index out of range".into())
+                                })
+                            }
+                            _ => Err(ResolveError::Invalid("bad Fn::Select".into())),
+                        }
+                    }
+                    _ => Ok(Value::Object(
+                        [(key.to_owned(), self.resolve(arg)?)].into_iter().collect(),
+                    )),
+                }
+            }
+            Value::Object(map) => Ok(Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.resolve(v)?)))
+                    .collect::<Result<_, ResolveError>>()?,
+            )),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Resolves `value` to a string.
+    pub fn resolve_str(&self, value: &Value) -> Result<String, ResolveError> {
+        Ok(scalar_to_string(&self.resolve(value)?))
+    }
+
+    fn substitute(&self, arg: &Value) -> Result<String, ResolveError> {
+        let (text, vars) = match arg {
+            Value::String(s) => (s.clone(), Map::new()),
+            Value::Array(items) => match items.as_slice() {
+                [Value::String(s), Value::Object(vars)] => (s.clone(), vars.clone()),
+                _ => return Err(ResolveError::Invalid("bad Fn::Sub".into())),
+            },
+            _ => return Err(ResolveError::Invalid("bad Fn::Sub".into())),
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| ResolveError::Invalid(format!("unclosed ${{ in {text}")))?;
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(v) = vars.get(name) {
+                out.push_str(&self.resolve_str(v)?);
+            } else if let Some((resource, attribute)) =
+                name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
+                out.push_str(&self.attribute(resource, attribute)?);
+            } else {
+                out.push_str(&self.reference(name)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// Parses `Name=Value` overrides, as `sam deploy --parameter-overrides` takes them (also
+/// `ParameterKey=Name,ParameterValue=Value`). A name may be qualified by a nested stack's logical
+/// id (`SqsBuffer.MaxReceiveCount=2`) to reach that stack only.
+pub fn parse_overrides(items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items.iter().flat_map(|s| s.split_whitespace()) {
+        if let Some(rest) = item.strip_prefix("ParameterKey=") {
+            let (key, value) = rest
+                .split_once(",ParameterValue=")
+                .ok_or_else(|| anyhow!("bad parameter override {item:?}"))?;
+            out.insert(key.to_owned(), value.to_owned());
+            continue;
+        }
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("parameter override {item:?} is not Name=Value"))?;
+        if key.is_empty() {
+            bail!("parameter override {item:?} has no name");
+        }
+        out.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            parameters: BTreeMap::from([("Size".into(), "10".into())]),
+            resources: BTreeMap::from([(
+                "Queue".into(),
+                Physical {
+                    reference: "http://q".into(),
+                    attributes: BTreeMap::from([("Arn".into(), "arn:q".into())]),
+                },
+            )]),
+            stack_name: "s".into(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        }
+    }
+
+    #[test]
+    fn short_form_tags_become_long_form() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(
+            "a: !Ref X\nb: !GetAtt Q.Arn\nc: !Sub 'x-${Y}'\nd: !Join [',', [a, b]]",
+        )
+        .expect("yaml");
+        let json = yaml_to_json(yaml).expect("converted");
+        assert_eq!(json["a"], json!({"Ref": "X"}));
+        assert_eq!(json["b"], json!({"Fn::GetAtt": ["Q", "Arn"]}));
+        assert_eq!(json["c"], json!({"Fn::Sub": "x-${Y}"}));
+        assert_eq!(json["d"], json!({"Fn::Join": [",", ["a", "b"]]}));
+    }
+
+    #[test]
+    fn intrinsics_resolve_against_the_scope() {
+        let s = scope();
+        let v = json!({"a": {"Ref": "Size"}, "b": {"Fn::GetAtt": ["Queue", "Arn"]},
+                       "c": {"Fn::Sub": "${AWS::Region}/${Queue}/${Queue.Arn}/${!Literal}"}});
+        let r = s.resolve(&v).expect("resolved");
+        assert_eq!(
+            r,
+            json!({"a": "10", "b": "arn:q", "c": "us-east-1/http://q/arn:q/${Literal}"})
+        );
+        assert!(matches!(
+            s.resolve(&json!({"Ref": "Later"})),
+            Err(ResolveError::Pending(_))
+        ));
+    }
+
+    #[test]
+    fn overrides_parse_both_forms_and_reject_garbage() {
+        let o = parse_overrides(&["A=1 B=x=y".into(), "ParameterKey=C,ParameterValue=3".into()])
+            .expect("parsed");
+        assert_eq!(o["A"], "1");
+        assert_eq!(o["B"], "x=y");
+        assert_eq!(o["C"], "3");
+        assert!(parse_overrides(&["nonsense".into()]).is_err());
+    }
+
+    #[test]
+    fn parameters_are_checked_against_their_constraints() {
+        let t = Template {
+            path: "t.yaml".into(),
+            doc: json!({"Parameters": {"N": {"Type": "Number", "Default": 5, "MinValue": 1, "MaxValue": 10}}}),
+        };
+        let none = BTreeMap::new();
+        assert_eq!(
+            t.resolve_parameters(&none, &none).expect("default")["N"],
+            "5"
+        );
+        let over = BTreeMap::from([("N".to_owned(), "11".to_owned())]);
+        assert!(t.resolve_parameters(&none, &over).is_err());
+        let word = BTreeMap::from([("N".to_owned(), "many".to_owned())]);
+        assert!(t.resolve_parameters(&none, &word).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! `local-gateway`: runs the patterns' templates locally on moto until Ctrl-C.
+//!
+//! ```text
+//! local-gateway --endpoint http://127.0.0.1:5000 [--template template.yaml] [--port 3000]
+//!               [--stack-name local] [--state-file .local/stack.json] [--region us-east-1]
+//!               [--parameter-overrides "Name=Value ..."]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use local_gateway::cfn::parse_overrides;
+use local_gateway::run::{Options, start};
+
+fn usage() -> &'static str {
+    "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
+     [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"]"
+}
+
+fn parse_args() -> Result<Options> {
+    let mut options = Options {
+        template: PathBuf::from("template.yaml"),
+        endpoint: String::new(),
+        region: "us-east-1".into(),
+        stack_name: "local".into(),
+        port: 3000,
+        state_file: PathBuf::from(".local/stack.json"),
+        overrides: BTreeMap::new(),
+    };
+    let mut raw_overrides = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value\n{}", usage()))
+        };
+        match arg.as_str() {
+            "--template" | "-t" => options.template = value()?.into(),
+            "--endpoint" => options.endpoint = value()?,
+            "--region" => options.region = value()?,
+            "--stack-name" => options.stack_name = value()?,
+            "--port" => options.port = value()?.parse().context("--port must be a port number")?,
+            "--state-file" => options.state_file = value()?.into(),
+            "--parameter-overrides" | "--param" => raw_overrides.push(value()?),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{}", usage()),
+        }
+    }
+    if options.endpoint.is_empty() {
+        bail!("--endpoint (moto's URL) is required\n{}", usage());
+    }
+    options.overrides = parse_overrides(&raw_overrides)?;
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .with_target(false)
+        .init();
+    let options = parse_args()?;
+    let running = start(&options).await?;
+    print_banner(&running.description, &options);
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping");
+    Ok(())
+}
+
+fn print_banner(description: &serde_json::Value, options: &Options) {
+    println!(
+        "\nLocal stack '{}' is up (moto at {}).",
+        options.stack_name, options.endpoint
+    );
+    if let Some(patterns) = description["patterns"].as_object() {
+        for (name, pattern) in patterns {
+            println!(
+                "\n== {name} ({})",
+                pattern["template"].as_str().unwrap_or_default()
+            );
+            if let Some(apis) = pattern["apis"].as_object() {
+                for (api, url) in apis {
+                    println!("  API {api}: {}", url.as_str().unwrap_or_default());
+                }
+            }
+            let creds = &pattern["credentials"];
+            if let (Some(user), Some(password)) =
+                (creds["username"].as_str(), creds["password"].as_str())
+            {
+                println!("  Basic auth (local only): {user} / {password}");
+                if let Some(url) = pattern["baseUrl"].as_str() {
+                    println!(
+                        "  try: curl -s -u '{user}:{password}' -H 'Content-Type: application/json' \\\n         -d '{{\"eventId\":\"demo-1\",\"message\":\"hello\"}}' {url}/submit"
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "\nStack description: {}. Ctrl-C stops.\n",
+        options.state_file.display()
+    );
+}

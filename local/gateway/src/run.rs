@@ -1,0 +1,178 @@
+//! Starting the whole local stack: provision, build functions, serve APIs, start pollers, and
+//! publish what a user or a test needs (`.local/stack.json`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+
+use crate::stack::{Clients, Stack};
+use crate::{functions, http_api, sqs_esm, stack};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The root template.
+    pub template: PathBuf,
+    /// moto's endpoint URL.
+    pub endpoint: String,
+    /// Region to report and sign for.
+    pub region: String,
+    /// Stack name: prefix of every physical name.
+    pub stack_name: String,
+    /// First port for the APIs (each API takes the next); 0 picks free ports.
+    pub port: u16,
+    /// Where to write the stack description.
+    pub state_file: PathBuf,
+    /// `Name=Value` parameter overrides.
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// A running local stack.
+#[derive(Debug)]
+pub struct Running {
+    /// The description written to the state file.
+    pub description: Value,
+}
+
+/// Provisions and starts everything; returns once the APIs listen and the pollers run.
+pub async fn start(options: &Options) -> Result<Running> {
+    let sdk = aws_setup::load_with_endpoint(&options.endpoint, Some(&options.region)).await;
+    let clients = Clients {
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+    };
+    let stacks = stack::provision(
+        &options.template,
+        &options.stack_name,
+        &options.overrides,
+        &options.region,
+        &clients,
+    )
+    .await?;
+    let mut next_port = options.port;
+    let mut described = serde_json::Map::new();
+    for stack in &stacks {
+        let functions = functions::load(stack, &sdk).await?;
+        let queues_by_arn: HashMap<String, String> = stack
+            .template
+            .resources_of("AWS::SQS::Queue")
+            .filter_map(|(logical, _)| stack.scope.resources.get(logical))
+            .filter_map(|p| Some((p.attributes.get("Arn")?.clone(), p.reference.clone())))
+            .collect();
+        for function in &functions {
+            for mapping in sqs_esm::mappings_for(function, &queues_by_arn, &clients.sqs).await? {
+                tracing::info!(
+                    function = %mapping.function.id,
+                    batch_size = mapping.batch_size,
+                    window_s = mapping.batching_window.as_secs(),
+                    report_failures = mapping.report_batch_item_failures,
+                    "SQS event source mapping started"
+                );
+                Arc::new(mapping).start(clients.sqs.clone(), options.region.clone());
+            }
+        }
+        let mut apis = BTreeMap::new();
+        for api in http_api::load(stack, &functions, &clients.sqs)? {
+            let listener = bind(next_port).await?;
+            if next_port != 0 {
+                next_port += 1;
+            }
+            let address = listener.local_addr()?;
+            let base_url = format!("http://{address}{}", api.stage_prefix);
+            let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
+            apis.insert(name, base_url);
+            let api = Arc::new(api);
+            tokio::spawn(async move {
+                let id = api.id.clone();
+                if let Err(error) = api.serve(listener).await {
+                    tracing::error!(api = %id, error = %error, "API server stopped");
+                }
+            });
+        }
+        if let Some(description) = describe(stack, &apis) {
+            let key = if stack.path.is_empty() {
+                "Root".to_owned()
+            } else {
+                stack.path.clone()
+            };
+            described.insert(key, description);
+        }
+    }
+    let description = json!({
+        "stackName": options.stack_name,
+        "region": options.region,
+        "motoEndpoint": options.endpoint,
+        "accessKeyId": "testing",
+        "secretAccessKey": "testing",
+        "patterns": described,
+    });
+    if let Some(parent) = options.state_file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Write then rename, so a reader never sees half a file.
+    let partial = options.state_file.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&description)?)?;
+    std::fs::rename(&partial, &options.state_file)
+        .with_context(|| format!("cannot write {}", options.state_file.display()))?;
+    Ok(Running { description })
+}
+
+async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => Ok(l),
+        Err(error) if port != 0 => {
+            tracing::warn!(port, error = %error, "port busy; taking a free one");
+            Ok(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// What scripts and tests need to know of one stack; `None` for a stack with nothing to show.
+fn describe(stack: &Stack, apis: &BTreeMap<String, String>) -> Option<Value> {
+    let names = |kind: &str| -> serde_json::Map<String, Value> {
+        stack
+            .template
+            .resources_of(kind)
+            .filter_map(|(logical, _)| {
+                let p = stack.scope.resources.get(logical)?;
+                let value = match kind {
+                    "AWS::SQS::Queue" => json!({
+                        "name": p.attributes.get("QueueName"),
+                        "url": p.reference,
+                        "arn": p.attributes.get("Arn"),
+                    }),
+                    _ => Value::String(p.reference.clone()),
+                };
+                Some((logical.clone(), value))
+            })
+            .collect()
+    };
+    let queues = names("AWS::SQS::Queue");
+    let tables = names("AWS::DynamoDB::Table");
+    let secrets = names("AWS::SecretsManager::Secret");
+    if apis.is_empty() && queues.is_empty() && tables.is_empty() && secrets.is_empty() {
+        return None;
+    }
+    // The Basic-auth credentials, when a secret holds them.
+    let credentials = stack
+        .secret_values
+        .values()
+        .filter_map(|v| serde_json::from_str::<Value>(v).ok())
+        .find(|v| v.get("username").is_some() && v.get("password").is_some());
+    Some(json!({
+        "template": stack.template.path,
+        "baseUrl": apis.values().next(),
+        "apis": apis,
+        "credentials": credentials,
+        "queues": queues,
+        "tables": tables,
+        "secrets": secrets,
+        "parameters": stack.scope.parameters,
+        "outputs": stack.outputs,
+    }))
+}
