@@ -1,0 +1,262 @@
+//! sqs-buffer end to end: real HTTP through the local gateway, the real handlers in-process, moto
+//! behind them. Each test runs its own stack (unique names, free ports).
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::LocalStack;
+use serde_json::{Value, json};
+
+const P: &str = "SqsBuffer";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+fn submit_url(stack: &LocalStack) -> String {
+    format!(
+        "{}/submit",
+        stack.pattern(P)["baseUrl"].as_str().expect("base URL")
+    )
+}
+
+async fn post(stack: &LocalStack, body: &str, auth: Option<(&str, &str)>) -> (u16, Value) {
+    let mut request = client()
+        .post(submit_url(stack))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn message_id(answer: &Value) -> String {
+    answer["SendMessageResponse"]["SendMessageResult"]["MessageId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no MessageId in {answer}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn valid_credentials_get_200_and_a_message_id_and_the_event_is_stored() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    let (status, answer) = post(
+        &stack,
+        r#"{"eventId":"evt-1","message":"hello"}"#,
+        Some((&user, &password)),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = message_id(&answer);
+
+    let table = stack.table(P, "EventsTable");
+    let item = testkit::eventually(
+        "the event in the table",
+        Duration::from_secs(15),
+        || async { stack.items(&table).await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(item["eventId"], AttributeValue::S("evt-1".into()));
+    assert_eq!(item["messageId"], AttributeValue::S(id));
+    let AttributeValue::M(payload) = &item["payload"] else {
+        panic!("payload must be a map")
+    };
+    assert_eq!(payload["message"], AttributeValue::S("hello".into()));
+}
+
+#[tokio::test]
+async fn bad_or_missing_credentials_are_refused_and_nothing_is_enqueued() {
+    let stack = LocalStack::start("").await;
+    let (user, _) = stack.credentials(P);
+    let (status, body) = post(
+        &stack,
+        r#"{"eventId":"x"}"#,
+        Some((&user, "wrong-password")),
+    )
+    .await;
+    assert_eq!((status, body), (403, json!({"message": "Forbidden"})));
+    let (status, body) = post(&stack, r#"{"eventId":"y"}"#, None).await;
+    assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
+    let bearer = client()
+        .post(submit_url(&stack))
+        .header("authorization", "Bearer abc.def.ghi")
+        .body(r#"{"eventId":"z"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bearer.status().as_u16(), 403);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.queue_depth(&stack.queue_url(P, "BufferQueue")).await,
+        0
+    );
+    assert!(stack.items(&stack.table(P, "EventsTable")).await.is_empty());
+}
+
+#[tokio::test]
+async fn non_json_body_is_accepted_then_dead_lettered_and_redrive_brings_it_back() {
+    // Short visibility and two receives keep the failure path fast; the template is unchanged.
+    let stack =
+        LocalStack::start("QueueVisibilityTimeout=1 ConsumerTimeout=1 MaxReceiveCount=2").await;
+    let (user, password) = stack.credentials(P);
+    let (status, answer) = post(&stack, "Test Message", Some((&user, &password))).await;
+    assert_eq!(status, 200, "{answer}");
+    let poison_id = message_id(&answer);
+    let (status, _) = post(
+        &stack,
+        r#"{"eventId":"good-neighbour"}"#,
+        Some((&user, &password)),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let dlq = stack.queue_url(P, "DeadLetterQueue");
+    testkit::eventually(
+        "the poison message in the DLQ",
+        Duration::from_secs(30),
+        || async { (stack.queue_depth(&dlq).await == 1).then_some(()) },
+    )
+    .await;
+    let items = stack.items(&stack.table(P, "EventsTable")).await;
+    assert_eq!(items.len(), 1, "only the good neighbour is stored");
+    assert_eq!(
+        items[0]["eventId"],
+        AttributeValue::S("good-neighbour".into())
+    );
+
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let source = sqs_redrive::source_queue_of(&sqs, &dlq)
+        .await
+        .expect("source queue");
+    assert_eq!(source, stack.queue_url(P, "BufferQueue"));
+    let moved = sqs_redrive::redrive(&sqs, &dlq, &source, None)
+        .await
+        .expect("redrive");
+    assert_eq!(moved, 1);
+    // Back on the source queue it is consumed again; still not JSON, it fails its two receives
+    // and returns to the DLQ: nothing is lost on the way.
+    testkit::eventually(
+        "the redriven message back in the DLQ",
+        Duration::from_secs(30),
+        || async { (stack.queue_depth(&dlq).await == 1).then_some(()) },
+    )
+    .await;
+    let back = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("receive");
+    let message = &back.messages()[0];
+    assert_eq!(message.body(), Some("Test Message"));
+    assert_ne!(
+        message.message_id(),
+        Some(poison_id.as_str()),
+        "a redriven message is a new message"
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_posted_twice_is_stored_once() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    for _ in 0..2 {
+        let (status, _) = post(
+            &stack,
+            r#"{"eventId":"twice","v":1}"#,
+            Some((&user, &password)),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let url = stack.queue_url(P, "BufferQueue");
+    testkit::eventually("the queue drained", Duration::from_secs(15), || async {
+        (stack.queue_depth(&url).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stack.items(&stack.table(P, "EventsTable")).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_posts_give_exactly_two_hundred_items() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    let url = submit_url(&stack);
+    let http = client();
+    let posts = (0..200).map(|i| {
+        let request = http
+            .post(&url)
+            .basic_auth(&user, Some(&password))
+            .body(json!({"eventId": format!("load-{i}"), "n": i}).to_string());
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    });
+    let statuses = futures::future::join_all(posts).await;
+    let ok = statuses.iter().filter(|s| matches!(s, Ok(Ok(200)))).count();
+    assert_eq!(ok, 200, "every post is accepted: {statuses:?}");
+
+    let table = stack.table(P, "EventsTable");
+    testkit::eventually("200 items", Duration::from_secs(90), || async {
+        (stack.items(&table).await.len() >= 200).then_some(())
+    })
+    .await;
+    let queue = stack.queue_url(P, "BufferQueue");
+    testkit::eventually("the queue drained", Duration::from_secs(30), || async {
+        (stack.queue_depth(&queue).await == 0).then_some(())
+    })
+    .await;
+    let mut ids: Vec<String> = stack
+        .items(&table)
+        .await
+        .iter()
+        .map(|item| match &item["eventId"] {
+            AttributeValue::S(s) => s.clone(),
+            other => panic!("bad key {other:?}"),
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "none lost, none doubled");
+    assert_eq!(
+        stack
+            .queue_depth(&stack.queue_url(P, "DeadLetterQueue"))
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn parameter_overrides_reach_the_pattern_and_bad_ones_are_refused() {
+    let stack = LocalStack::start("BatchSize=3 MaxReceiveCount=7").await;
+    let parameters = &stack.pattern(P)["parameters"];
+    assert_eq!(parameters["BatchSize"], "3");
+    assert_eq!(parameters["MaxReceiveCount"], "7");
+    drop(stack);
+
+    let (ok, output) = common::run_to_exit("BatchSize=0");
+    assert!(!ok, "BatchSize=0 must be refused");
+    assert!(
+        output.contains("BatchSize=0 is below its MinValue"),
+        "{output}"
+    );
+    let (ok, output) = common::run_to_exit("BatchSize=50");
+    assert!(
+        !ok,
+        "a batch above 10 with no batching window must be refused, as Lambda does"
+    );
+    assert!(
+        output.contains("MaximumBatchingWindowInSeconds"),
+        "{output}"
+    );
+}

@@ -1,0 +1,157 @@
+//! Every sample event in `events/` is a fixture of record: it deserialises into its
+//! `aws_lambda_events` type and runs through the real handler, against moto, with the outcome
+//! the file name promises. A new file without an expectation here fails the test.
+
+use std::path::{Path, PathBuf};
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+/// What running a sample event must give.
+#[derive(Debug)]
+enum Expect {
+    /// The Basic-auth authorizer answers `isAuthorized` with this value.
+    Authorized(bool),
+    /// The sqs-buffer consumer reports these message ids as failed and stores this many items.
+    SqsBuffer {
+        failed: &'static [&'static str],
+        stored: usize,
+    },
+}
+
+fn expectation(relative: &str) -> Option<Expect> {
+    Some(match relative {
+        "sqs-buffer/authorizer-allow.json" => Expect::Authorized(true),
+        "sqs-buffer/authorizer-wrong-password.json" => Expect::Authorized(false),
+        "sqs-buffer/authorizer-missing-header.json" => Expect::Authorized(false),
+        "sqs-buffer/sqs-batch.json" => Expect::SqsBuffer {
+            failed: &[],
+            stored: 3,
+        },
+        "sqs-buffer/sqs-batch-with-poison.json" => Expect::SqsBuffer {
+            failed: &["5e0d8c2a-1b7f-4c3d-a9e8-2b6f4d1c0002"],
+            stored: 2,
+        },
+        _ => return None,
+    })
+}
+
+/// The password the `authorizer-allow` samples carry (`api-user:local-password`).
+const SAMPLE_SECRET: &str = r#"{"username":"api-user","password":"local-password"}"#;
+
+fn sample_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read events/") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            sample_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+}
+
+async fn events_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = testkit::unique("sample-events");
+    client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("eventId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("eventId")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    name
+}
+
+#[tokio::test]
+async fn every_sample_event_runs_through_its_real_handler() {
+    let root = testkit::repo_root().join("events");
+    let mut files = Vec::new();
+    sample_files(&root, &mut files);
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected the sample events under {}",
+        root.display()
+    );
+
+    let sdk = testkit::sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret_arn = secrets
+        .create_secret()
+        .name(testkit::unique("sample-basic-auth"))
+        .secret_string(SAMPLE_SECRET)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let authorizer = basic_auth::Authorizer::from_config(
+        &basic_auth::Config::from_lookup(|k| (k == "SECRET_ID").then(|| secret_arn.clone()))
+            .expect("config"),
+        secrets,
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+
+    for file in files {
+        let relative = file
+            .strip_prefix(&root)
+            .expect("under events/")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let expect = expectation(&relative).unwrap_or_else(|| {
+            panic!("events/{relative} has no expectation in tests/sample_events.rs")
+        });
+        let text = std::fs::read_to_string(&file).expect("read sample");
+        match expect {
+            Expect::Authorized(want) => {
+                let event: ApiGatewayV2CustomAuthorizerV2Request =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                let answer = authorizer.handle(&event).await.expect("authorizer answers");
+                assert_eq!(answer.is_authorized, want, "{relative}");
+            }
+            Expect::SqsBuffer { failed, stored } => {
+                let event: SqsEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                let table = events_table(&dynamodb).await;
+                let config = sqs_buffer_consumer::Config::from_lookup(|k| {
+                    (k == "TABLE_NAME").then(|| table.clone())
+                })
+                .expect("config");
+                let consumer =
+                    sqs_buffer_consumer::Consumer::from_config(&config, dynamodb.clone());
+                let answer = consumer.handle(event).await.expect("consumer answers");
+                let got: Vec<_> = answer
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.as_str())
+                    .collect();
+                assert_eq!(got, failed, "{relative}");
+                let count = dynamodb
+                    .scan()
+                    .table_name(&table)
+                    .send()
+                    .await
+                    .expect("scan")
+                    .count;
+                assert_eq!(count as usize, stored, "{relative}");
+            }
+        }
+    }
+}
