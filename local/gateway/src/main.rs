@@ -69,8 +69,11 @@ async fn main() -> Result<()> {
     let options = parse_args()?;
     let running = start(&options).await?;
     print_banner(&running.description, &options);
-    tokio::signal::ctrl_c().await?;
-    eprintln!("stopping");
+    shutdown_signal().await;
+    // The description only holds while the stack runs: a stale one would send scripts to
+    // ports nobody listens on.
+    let _ = std::fs::remove_file(&options.state_file);
+    eprintln!("local gateway stopped");
     Ok(())
 }
 
@@ -107,4 +110,19 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
         "\nStack description: {}. Ctrl-C stops.\n",
         options.state_file.display()
     );
+}
+
+/// Ctrl-C or SIGTERM (what `kill` and process supervisors send).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -138,13 +138,17 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, String>) -> Option<Value> {
         stack
             .template
             .resources_of(kind)
-            .filter_map(|(logical, _)| {
+            .filter_map(|(logical, resource)| {
                 let p = stack.scope.resources.get(logical)?;
                 let value = match kind {
                     "AWS::SQS::Queue" => json!({
                         "name": p.attributes.get("QueueName"),
                         "url": p.reference,
                         "arn": p.attributes.get("Arn"),
+                        // Where the queue redrives to, so tools can tell source from DLQ.
+                        "deadLetterTargetArn": resource
+                            .pointer("/Properties/RedrivePolicy/deadLetterTargetArn")
+                            .and_then(|v| stack.scope.resolve_str(v).ok()),
                     }),
                     _ => Value::String(p.reference.clone()),
                 };

@@ -1,0 +1,76 @@
+# One entry point for humans and CI. `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+# One cargo target directory outside the clone, shared by every clone and by CI re-runs.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/async-api-patterns/target
+export SAM_CLI_TELEMETRY := 0
+# Parameter overrides for local runs, as `sam deploy --parameter-overrides` takes them.
+PARAMS ?=
+# First port of the local APIs (each API takes the next one).
+PORT ?= 3000
+# Pattern (nested stack logical id) that `make redrive` works on.
+PATTERN ?= SqsBuffer
+
+TEMPLATES := template.yaml $(wildcard patterns/*/template.yaml)
+GATEWAY := $(CARGO_TARGET_DIR)/debug/local-gateway
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: tools/requirements-local.txt tools/requirements-tools.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-local.txt -r tools/requirements-tools.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: tools/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-checkov.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the project's Python virtualenvs (moto, SAM CLI, cfn-lint, cargo-lambda, zig, checkov)
+
+.PHONY: gateway
+gateway: ## Build the local gateway and the tools
+	cargo build --locked -p local-gateway -p sqs-redrive
+
+.PHONY: local
+local: $(VENV)/.installed gateway ## Run every pattern locally on moto until Ctrl-C (PARAMS="Name=Value ..." PORT=3000)
+	tools/with-moto.sh bash -c 'exec "$(GATEWAY)" --endpoint "$$MOTO_ENDPOINT" --template template.yaml --port $(PORT) --state-file .local/stack.json --parameter-overrides "$(PARAMS)"'
+
+.PHONY: demo
+demo: $(VENV)/.installed gateway ## Start the stack, walk through each pattern with curl, stop; fails if anything misbehaves
+	$(VENV)/bin/python tools/demo.py --gateway "$(GATEWAY)" --redrive "$(CARGO_TARGET_DIR)/debug/sqs-redrive"
+
+.PHONY: redrive
+redrive: $(VENV)/.installed gateway ## Move a running local pattern's dead-lettered messages back to its queue (PATTERN=SqsBuffer)
+	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern $(PATTERN))" && \
+	  "$(CARGO_TARGET_DIR)/debug/sqs-redrive" "$$DLQ_URL"
+
+.PHONY: test
+test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sample-event, moto and end-to-end tests, template checks
+
+.PHONY: test-rust
+test-rust: $(VENV)/.installed ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
+	tools/with-moto.sh cargo test --locked --workspace --all-targets
+
+.PHONY: lint
+lint: ## rustfmt and clippy, warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+.PHONY: check-templates
+check-templates: venv ## cfn-lint, sam validate --lint and checkov on every template
+	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	for t in $(TEMPLATES); do $(VENV)/bin/sam validate --lint --region us-east-1 -t $$t || exit 1; done
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
+
+.PHONY: clean
+clean: ## Remove local state and SAM build output (the shared cargo cache stays)
+	rm -rf .local .aws-sam

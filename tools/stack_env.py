@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Print shell `export` lines for one pattern of the running local stack (.local/stack.json).
+
+    eval "$(.venv/bin/python tools/stack_env.py --pattern SqsBuffer)"
+    curl -u "$API_USER:$API_PASSWORD" -d '{"eventId":"e-1"}' "$BASE_URL/submit"
+
+Exports AWS_ENDPOINT_URL (moto) and test credentials, so the AWS CLI, SDKs and the project's tools
+reach the local stack; BASE_URL, API_USER, API_PASSWORD; and QUEUE_URL, DLQ_URL, TABLE_NAME when
+the pattern has them.
+"""
+import argparse
+import json
+import shlex
+import sys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pattern", default="SqsBuffer", help="nested stack logical id")
+    parser.add_argument("--state", default=".local/stack.json")
+    args = parser.parse_args()
+    try:
+        with open(args.state) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        print(f"{args.state} not found: start the stack with 'make local' first", file=sys.stderr)
+        return 2
+    pattern = state["patterns"].get(args.pattern)
+    if pattern is None:
+        known = ", ".join(state["patterns"])
+        print(f"no pattern {args.pattern} in {args.state} (have: {known})", file=sys.stderr)
+        return 2
+    env = {
+        "AWS_ENDPOINT_URL": state["motoEndpoint"],
+        "AWS_ACCESS_KEY_ID": state["accessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": state["secretAccessKey"],
+        "AWS_REGION": state["region"],
+        "AWS_DEFAULT_REGION": state["region"],
+        "BASE_URL": pattern.get("baseUrl") or "",
+    }
+    creds = pattern.get("credentials") or {}
+    env["API_USER"] = creds.get("username", "")
+    env["API_PASSWORD"] = creds.get("password", "")
+    queues = pattern.get("queues", {})
+    # The source queue is the one with a redrive policy; its target is the dead-letter queue.
+    for queue in queues.values():
+        target = queue.get("deadLetterTargetArn")
+        if target:
+            env["QUEUE_URL"] = queue["url"]
+            env["DLQ_URL"] = next(q["url"] for q in queues.values() if q["arn"] == target)
+    tables = pattern.get("tables", {})
+    if len(tables) == 1:
+        env["TABLE_NAME"] = next(iter(tables.values()))
+    for key, value in env.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
