@@ -18,6 +18,11 @@ PATTERN ?= SqsBuffer
 
 TEMPLATES := template.yaml $(wildcard patterns/*/template.yaml)
 GATEWAY := $(CARGO_TARGET_DIR)/debug/local-gateway
+# Lambda builds (release, aarch64) get their own absolute target directory: every function of
+# every pattern shares one compilation, and test builds never wait on its lock.
+LAMBDA_TARGET_DIR ?= $(HOME)/.cache/async-api-patterns/target-lambda
+# Template `make build` builds (the root one builds every pattern).
+TEMPLATE ?= template.yaml
 
 .PHONY: help
 help: ## List the targets
@@ -35,6 +40,13 @@ $(CHECKOV_VENV)/.installed: tools/requirements-checkov.txt
 
 .PHONY: venv
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the project's Python virtualenvs (moto, SAM CLI, cfn-lint, cargo-lambda, zig, checkov)
+
+.PHONY: build
+build: $(VENV)/.installed ## sam build: an arm64 bootstrap per function under .aws-sam/build (TEMPLATE=template.yaml)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(LAMBDA_TARGET_DIR)" \
+	  $(VENV)/bin/sam build --template-file $(TEMPLATE) --cached --parallel
+	@find .aws-sam/build -name bootstrap -printf '  built %p (%s bytes)\n'
 
 .PHONY: gateway
 gateway: ## Build the local gateway and the tools

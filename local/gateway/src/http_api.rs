@@ -350,6 +350,11 @@ impl HttpApi {
         Ok(())
     }
 
+    /// The route keys served (`POST /submit`, ...), most specific first.
+    pub fn route_keys(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.key.clone()).collect()
+    }
+
     fn find_route(
         &self,
         method: &Method,
@@ -564,11 +569,20 @@ impl HttpApi {
                         &request.id,
                     );
                 };
+                let body = value("MessageBody").unwrap_or_default();
+                if body.is_empty() {
+                    // SQS refuses an empty message body, so nothing is enqueued.
+                    return message(
+                        StatusCode::BAD_REQUEST,
+                        "The request must contain the parameter MessageBody.",
+                        &request.id,
+                    );
+                }
                 let mut send = self
                     .sqs
                     .send_message()
                     .queue_url(queue_url)
-                    .set_message_body(value("MessageBody"))
+                    .message_body(body)
                     .set_message_group_id(value("MessageGroupId"))
                     .set_message_deduplication_id(value("MessageDeduplicationId"));
                 if let Some(delay) = value("DelaySeconds").and_then(|d| d.parse().ok()) {

@@ -88,9 +88,20 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                 "\n== {name} ({})",
                 pattern["template"].as_str().unwrap_or_default()
             );
-            if let Some(apis) = pattern["apis"].as_object() {
-                for (api, url) in apis {
-                    println!("  API {api}: {}", url.as_str().unwrap_or_default());
+            let mut post_url = None;
+            for (name, api) in pattern["apis"].as_object().into_iter().flatten() {
+                let base = api["baseUrl"].as_str().unwrap_or_default();
+                println!("  API {name}: {base}");
+                for route in api["routes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str())
+                {
+                    println!("    {route}");
+                    if let Some(path) = route.strip_prefix("POST ").filter(|p| !p.contains('{')) {
+                        post_url.get_or_insert_with(|| format!("{base}{path}"));
+                    }
                 }
             }
             let creds = &pattern["credentials"];
@@ -98,9 +109,9 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                 (creds["username"].as_str(), creds["password"].as_str())
             {
                 println!("  Basic auth (local only): {user} / {password}");
-                if let Some(url) = pattern["baseUrl"].as_str() {
+                if let Some(url) = post_url {
                     println!(
-                        "  try: curl -s -u '{user}:{password}' -H 'Content-Type: application/json' \\\n         -d '{{\"eventId\":\"demo-1\",\"message\":\"hello\"}}' {url}/submit"
+                        "  try: curl -s -u '{user}:{password}' -H 'Content-Type: application/json' \\\n         -d '{{\"eventId\":\"demo-1\",\"message\":\"hello\"}}' {url}"
                     );
                 }
             }

@@ -84,7 +84,10 @@ pub async fn start(options: &Options) -> Result<Running> {
             let address = listener.local_addr()?;
             let base_url = format!("http://{address}{}", api.stage_prefix);
             let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
-            apis.insert(name, base_url);
+            apis.insert(
+                name,
+                json!({ "baseUrl": base_url, "routes": api.route_keys() }),
+            );
             let api = Arc::new(api);
             tokio::spawn(async move {
                 let id = api.id.clone();
@@ -133,7 +136,7 @@ async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
 }
 
 /// What scripts and tests need to know of one stack; `None` for a stack with nothing to show.
-fn describe(stack: &Stack, apis: &BTreeMap<String, String>) -> Option<Value> {
+fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
     let names = |kind: &str| -> serde_json::Map<String, Value> {
         stack
             .template
@@ -170,7 +173,7 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, String>) -> Option<Value> {
         .find(|v| v.get("username").is_some() && v.get("password").is_some());
     Some(json!({
         "template": stack.template.path,
-        "baseUrl": apis.values().next(),
+        "baseUrl": apis.values().next().map(|api| &api["baseUrl"]),
         "apis": apis,
         "credentials": credentials,
         "queues": queues,

@@ -1,6 +1,8 @@
 //! sqs-buffer end to end: real HTTP through the local gateway, the real handlers in-process, moto
 //! behind them. Each test runs its own stack (unique names, free ports).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
 mod common;
 
 use std::time::Duration;
@@ -258,5 +260,24 @@ async fn parameter_overrides_reach_the_pattern_and_bad_ones_are_refused() {
     assert!(
         output.contains("MaximumBatchingWindowInSeconds"),
         "{output}"
+    );
+}
+
+#[tokio::test]
+async fn empty_body_is_refused_with_400_and_nothing_is_enqueued() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    let (status, body) = post(&stack, "", Some((&user, &password))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MessageBody"),
+        "{body}"
+    );
+    assert_eq!(
+        stack.queue_depth(&stack.queue_url(P, "BufferQueue")).await,
+        0
     );
 }

@@ -2,6 +2,8 @@
 //! `aws_lambda_events` type and runs through the real handler, against moto, with the outcome
 //! the file name promises. A new file without an expectation here fails the test.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
 use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;

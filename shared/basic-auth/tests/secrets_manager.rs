@@ -1,5 +1,7 @@
 //! The authorizer against a real Secrets Manager API (moto), with the real SDK client.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;

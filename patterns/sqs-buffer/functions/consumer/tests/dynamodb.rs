@@ -1,5 +1,7 @@
 //! The consumer against a real DynamoDB API (moto), with the real SDK client.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
 use std::collections::HashMap;
 
 use aws_lambda_events::sqs::SqsEvent;

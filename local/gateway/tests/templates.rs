@@ -1,0 +1,193 @@
+//! Promises every template in the repository keeps, checked on the templates themselves with the
+//! gateway's own template reader (with parameter defaults): the house rules that cfn-lint and
+//! checkov do not know about.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use local_gateway::cfn::{Physical, Scope, Template, scalar_to_string};
+use serde_json::Value;
+
+fn templates() -> Vec<PathBuf> {
+    let root = testkit::repo_root();
+    let mut out = vec![root.join("template.yaml")];
+    for entry in std::fs::read_dir(root.join("patterns")).expect("patterns/") {
+        let candidate = entry.expect("entry").path().join("template.yaml");
+        if candidate.exists() {
+            out.push(candidate);
+        }
+    }
+    assert!(
+        out.len() >= 2,
+        "expected the root and at least one pattern template"
+    );
+    out
+}
+
+/// A scope where parameters have their defaults and every resource resolves to its logical id.
+fn default_scope(template: &Template) -> Scope {
+    let none = BTreeMap::new();
+    Scope {
+        parameters: template
+            .resolve_parameters(&none, &none)
+            .expect("parameter defaults"),
+        resources: template
+            .resources()
+            .map(|(logical, _)| {
+                let attrs = ["Arn", "QueueName", "QueueUrl"]
+                    .map(|a| (a.to_owned(), format!("{logical}.{a}")));
+                (
+                    logical.clone(),
+                    Physical {
+                        reference: logical.clone(),
+                        attributes: attrs.into_iter().collect(),
+                    },
+                )
+            })
+            .collect(),
+        stack_name: "check".into(),
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+    }
+}
+
+fn number(scope: &Scope, value: Option<&Value>, default: u64) -> u64 {
+    value
+        .map(|v| {
+            scope
+                .resolve_str(v)
+                .expect("resolvable")
+                .parse()
+                .expect("a number")
+        })
+        .unwrap_or(default)
+}
+
+#[test]
+fn queue_visibility_is_at_least_six_times_the_consumer_timeout() {
+    for path in templates() {
+        let template = Template::load(&path).expect("template");
+        let scope = default_scope(&template);
+        for (logical, function) in template.resources_of("AWS::Serverless::Function") {
+            let props = &function["Properties"];
+            let timeout = number(&scope, props.get("Timeout"), 3);
+            for event in props
+                .get("Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(_, e)| e)
+            {
+                if event["Type"] != "SQS" {
+                    continue;
+                }
+                let queue_arn = scope
+                    .resolve_str(&event["Properties"]["Queue"])
+                    .expect("queue");
+                let queue = queue_arn.trim_end_matches(".Arn");
+                let visibility = number(
+                    &scope,
+                    template.doc["Resources"][queue]["Properties"].get("VisibilityTimeout"),
+                    30,
+                );
+                assert!(
+                    visibility >= 6 * timeout,
+                    "{}: {logical} times out after {timeout} s but {queue} hides messages for only {visibility} s (needs 6x)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_queue_is_encrypted_and_every_consumed_queue_has_a_dead_letter_path() {
+    for path in templates() {
+        let template = Template::load(&path).expect("template");
+        let consumed: Vec<String> = template
+            .resources_of("AWS::Serverless::Function")
+            .flat_map(|(_, f)| {
+                f["Properties"]
+                    .get("Events")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|(_, e)| e["Type"] == "SQS")
+            .map(|(_, e)| {
+                e["Properties"]["Queue"]["Fn::GetAtt"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        for (logical, queue) in template.resources_of("AWS::SQS::Queue") {
+            let props = &queue["Properties"];
+            assert!(
+                props.get("KmsMasterKeyId").is_some()
+                    || props
+                        .get("SqsManagedSseEnabled")
+                        .map(scalar_to_string)
+                        .as_deref()
+                        == Some("true"),
+                "{}: queue {logical} is not encrypted",
+                path.display()
+            );
+            if consumed.contains(logical) {
+                assert!(
+                    props.get("RedrivePolicy").is_some(),
+                    "{}: consumed queue {logical} has no RedrivePolicy",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_function_is_an_arm64_rust_function_the_gateway_can_run() {
+    for path in templates() {
+        let template = Template::load(&path).expect("template");
+        for (logical, function) in template.resources_of("AWS::Serverless::Function") {
+            let props = &function["Properties"];
+            let at = format!("{}: {logical}", path.display());
+            assert_eq!(props["Runtime"], "provided.al2023", "{at}");
+            assert_eq!(props["Architectures"], serde_json::json!(["arm64"]), "{at}");
+            assert_eq!(props["Handler"], "bootstrap", "{at}");
+            assert_eq!(props["Tracing"], "Active", "{at}");
+            assert_eq!(
+                function["Metadata"]["BuildMethod"], "rust-cargolambda",
+                "{at}"
+            );
+            let binary = function["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                local_gateway::functions::KNOWN_BINARIES.contains(&binary),
+                "{at}: binary {binary:?} has no in-process handler in the local gateway"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_log_group_has_retention_and_encryption() {
+    for path in templates() {
+        let template = Template::load(&path).expect("template");
+        for (logical, group) in template.resources_of("AWS::Logs::LogGroup") {
+            let props = &group["Properties"];
+            assert!(
+                props.get("RetentionInDays").is_some(),
+                "{}: {logical} keeps logs forever",
+                path.display()
+            );
+            assert!(
+                props.get("KmsKeyId").is_some(),
+                "{}: {logical} is not encrypted with a KMS key",
+                path.display()
+            );
+        }
+    }
+}
