@@ -8,9 +8,6 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 
 /// What running a sample event must give.
 #[derive(Debug)]
@@ -53,32 +50,6 @@ fn sample_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
-}
-
-async fn events_table(client: &aws_sdk_dynamodb::Client) -> String {
-    let name = testkit::unique("sample-events");
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("eventId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("eventId")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    name
 }
 
 #[tokio::test]
@@ -131,7 +102,12 @@ async fn every_sample_event_runs_through_its_real_handler() {
             Expect::SqsBuffer { failed, stored } => {
                 let event: SqsEvent =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
-                let table = events_table(&dynamodb).await;
+                let table = testkit::create_table(
+                    &dynamodb,
+                    "sample-events",
+                    sqs_buffer_consumer::KEY_ATTRIBUTE,
+                )
+                .await;
                 let config = sqs_buffer_consumer::Config::from_lookup(|k| {
                     (k == "TABLE_NAME").then(|| table.clone())
                 })

@@ -36,3 +36,14 @@ pub async fn load_with_endpoint(endpoint_url: &str, region: Option<&str>) -> Sdk
     }
     loader.load().await
 }
+
+/// Sets up logging for a Lambda function: one JSON object per line (CloudWatch Logs Insights
+/// parses the fields), no timestamp (CloudWatch adds one), level from `RUST_LOG`.
+pub fn init_lambda_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(false)
+        .without_time()
+        .init();
+}

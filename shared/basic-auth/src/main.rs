@@ -6,12 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(false)
-        .without_time()
-        .init();
+    aws_setup::init_lambda_tracing();
     let config = Config::from_env()?;
     let sdk = aws_setup::load().await;
     let authorizer = Authorizer::from_config(&config, aws_sdk_secretsmanager::Client::new(&sdk));

@@ -5,36 +5,11 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use sqs_buffer_consumer::{Config, Consumer};
 
 async fn table(client: &aws_sdk_dynamodb::Client) -> String {
-    let name = testkit::unique("events");
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("eventId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("eventId")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    name
+    testkit::create_table(client, "events", sqs_buffer_consumer::KEY_ATTRIBUTE).await
 }
 
 fn consumer(client: &aws_sdk_dynamodb::Client, table: &str) -> Consumer {
