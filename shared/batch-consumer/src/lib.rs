@@ -7,6 +7,8 @@
 //! neighbours. An empty or unknown `itemIdentifier` would make Lambda fail the whole batch, so a
 //! record without a message id fails the batch explicitly instead.
 
+pub mod kinesis;
+
 use std::fmt::Display;
 use std::future::Future;
 

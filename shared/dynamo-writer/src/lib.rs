@@ -51,6 +51,16 @@ pub enum StoreError {
 pub trait EventStore: Send + Sync {
     /// Writes `item` unless an item with the same partition key exists.
     fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>>;
+
+    /// Writes `item` unless an item with the same partition key exists whose string attribute
+    /// `version` is greater than or equal to the item's (a retried or older record then changes
+    /// nothing: [`PutOutcome::AlreadyExists`]). The versions must sort as strings the way they
+    /// sort as values, for example zero-padded numbers.
+    fn put_if_newer<'a>(
+        &'a self,
+        item: Item,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>>;
 }
 
 /// [`EventStore`] on a DynamoDB table.
@@ -89,6 +99,37 @@ impl EventStore for DynamoDbStore {
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#k)")
                 .expression_attribute_names("#k", &self.key)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(PutOutcome::Created),
+                Err(err) => classify(err),
+            }
+        })
+    }
+
+    fn put_if_newer<'a>(
+        &'a self,
+        item: Item,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(async move {
+            if !item.contains_key(&self.key) {
+                return Err(StoreError::MissingKey(self.key.clone()));
+            }
+            let value = item
+                .get(version)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingKey(version.to_owned()))?;
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#k) OR #v < :v")
+                .expression_attribute_names("#k", &self.key)
+                .expression_attribute_names("#v", version)
+                .expression_attribute_values(":v", value)
                 .send()
                 .await;
             match result {
@@ -157,6 +198,33 @@ impl EventStore for MemoryStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if items.contains_key(&key) {
                 return Ok(PutOutcome::AlreadyExists);
+            }
+            items.insert(key, item);
+            Ok(PutOutcome::Created)
+        })
+    }
+
+    fn put_if_newer<'a>(
+        &'a self,
+        item: Item,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
+        Box::pin(async move {
+            let key = match item.get(&self.key) {
+                Some(AttributeValue::S(k)) => k.clone(),
+                _ => return Err(StoreError::MissingKey(self.key.clone())),
+            };
+            let Some(AttributeValue::S(new)) = item.get(version).cloned() else {
+                return Err(StoreError::MissingKey(version.to_owned()));
+            };
+            let mut items = self
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(AttributeValue::S(old)) = items.get(&key).and_then(|i| i.get(version)) {
+                if *old >= new {
+                    return Ok(PutOutcome::AlreadyExists);
+                }
             }
             items.insert(key, item);
             Ok(PutOutcome::Created)
@@ -254,6 +322,33 @@ mod tests {
             store.items()["a"]["marker"],
             AttributeValue::S("first".into())
         );
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_newest_version_only() {
+        let store = MemoryStore::new("eventId");
+        let versioned = |v: &str| {
+            let mut i = item("k", v);
+            i.insert("version".into(), AttributeValue::S(v.into()));
+            i
+        };
+        assert_eq!(
+            store.put_if_newer(versioned("02"), "version").await.ok(),
+            Some(PutOutcome::Created)
+        );
+        assert_eq!(
+            store.put_if_newer(versioned("01"), "version").await.ok(),
+            Some(PutOutcome::AlreadyExists)
+        );
+        assert_eq!(
+            store.put_if_newer(versioned("02"), "version").await.ok(),
+            Some(PutOutcome::AlreadyExists)
+        );
+        assert_eq!(
+            store.put_if_newer(versioned("10"), "version").await.ok(),
+            Some(PutOutcome::Created)
+        );
+        assert_eq!(store.items()["k"]["marker"], AttributeValue::S("10".into()));
     }
 
     #[tokio::test]

@@ -1,0 +1,382 @@
+//! kinesis-stream consumer: applies each stream record to DynamoDB, in order per key, once.
+//!
+//! - The item key is the record's partition key, which the API sets to the path's `eventId`:
+//!   every record of one event id updates the same item, in sequence order.
+//! - Writes are guarded by the sequence number (zero-padded, so DynamoDB's string comparison is
+//!   the numeric one): a retried batch re-applies nothing, and an older record never overwrites a
+//!   newer one.
+//! - Bad data (not base64, over the size limit, not JSON) is a reported failure of that record:
+//!   the event source retries it, bisects around it, and finally hands its metadata to the
+//!   on-failure destination. Failures are reported by the lowest failed sequence number, as Lambda
+//!   requires to checkpoint.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::streams::KinesisEventResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use batch_consumer::kinesis::{
+    KinesisBatchError, KinesisEvent, KinesisEventRecord, SequenceNumber, process_kinesis_batch,
+};
+use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, json_to_attribute};
+use serde_json::Value;
+
+/// Partition key attribute of the events table.
+pub const KEY_ATTRIBUTE: &str = "eventId";
+/// Attribute holding the zero-padded sequence number that guards writes.
+pub const VERSION_ATTRIBUTE: &str = "sequenceKey";
+/// Default largest payload accepted, in bytes (the Kinesis record limit is 1 MiB by default).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Settings of the consumer, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The events table.
+    pub table_name: String,
+    /// Partition keys processed at once.
+    pub write_concurrency: usize,
+    /// Largest decoded payload accepted.
+    pub max_record_bytes: usize,
+}
+
+/// Errors in the consumer's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable is not a positive whole number.
+    #[error("environment variable {name} must be a positive whole number, got {value:?}")]
+    NotPositive {
+        /// The variable.
+        name: &'static str,
+        /// What it held.
+        value: String,
+    },
+}
+
+fn positive(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(value) => match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::NotPositive { name, value }),
+        },
+    }
+}
+
+impl Config {
+    /// Reads `TABLE_NAME`, `WRITE_CONCURRENCY` and `MAX_RECORD_BYTES` from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the local gateway passes the function's environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table_name = lookup("TABLE_NAME")
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        Ok(Self {
+            table_name,
+            write_concurrency: positive(
+                &lookup,
+                "WRITE_CONCURRENCY",
+                batch_consumer::DEFAULT_CONCURRENCY,
+            )?,
+            max_record_bytes: positive(&lookup, "MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)?,
+        })
+    }
+}
+
+/// Why one record was not applied. Reported through its sequence number.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// `data` is not base64.
+    #[error("data is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    /// The decoded payload is larger than allowed.
+    #[error("payload of {size} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        /// Decoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload is not JSON.
+    #[error("payload is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// The partition key is empty or the sequence number invalid.
+    #[error("record has an empty partition key or an invalid sequence number")]
+    BadRecord,
+    /// The write failed and must be retried.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The consumer, built once per execution environment.
+#[derive(Clone)]
+pub struct Consumer {
+    store: Arc<dyn EventStore>,
+    write_concurrency: usize,
+    max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("write_concurrency", &self.write_concurrency)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A consumer writing to `store`.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        write_concurrency: usize,
+        max_record_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            write_concurrency,
+            max_record_bytes,
+        }
+    }
+
+    /// A consumer writing to the table named in `config` through `client`.
+    pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
+        Self::new(
+            Arc::new(dynamo_writer::DynamoDbStore::new(
+                client,
+                config.table_name.clone(),
+                KEY_ATTRIBUTE,
+            )),
+            config.write_concurrency,
+            config.max_record_bytes,
+        )
+    }
+
+    /// Handles one Kinesis batch; answers with the lowest failed sequence number, if any.
+    pub async fn handle(
+        &self,
+        event: KinesisEvent,
+    ) -> Result<KinesisEventResponse, KinesisBatchError> {
+        process_kinesis_batch(event, self.write_concurrency, |record| self.apply(record)).await
+    }
+
+    async fn apply(&self, record: KinesisEventRecord) -> Result<(), RecordError> {
+        let item = build_item(&record, self.max_record_bytes, now_millis())?;
+        if self.store.put_if_newer(item, VERSION_ATTRIBUTE).await? == PutOutcome::AlreadyExists {
+            tracing::info!(
+                partition_key = %record.kinesis.partition_key,
+                sequence_number = %record.kinesis.sequence_number,
+                "record already applied or superseded; nothing written"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Builds the item for `record`: key, payload, sequence guard and stream metadata.
+pub fn build_item(
+    record: &KinesisEventRecord,
+    max_bytes: usize,
+    stored_at_millis: u128,
+) -> Result<Item, RecordError> {
+    let kinesis = &record.kinesis;
+    let sequence = SequenceNumber::parse(&kinesis.sequence_number).ok_or(RecordError::BadRecord)?;
+    if kinesis.partition_key.is_empty() {
+        return Err(RecordError::BadRecord);
+    }
+    // Refuse before decoding: base64 is 4/3 of the payload.
+    if kinesis.data.len() / 4 * 3 > max_bytes + 3 {
+        return Err(RecordError::TooLarge {
+            size: kinesis.data.len() / 4 * 3,
+            limit: max_bytes,
+        });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(kinesis.data.trim())
+        .map_err(RecordError::NotBase64)?;
+    if bytes.len() > max_bytes {
+        return Err(RecordError::TooLarge {
+            size: bytes.len(),
+            limit: max_bytes,
+        });
+    }
+    let payload: Value = serde_json::from_slice(&bytes).map_err(RecordError::NotJson)?;
+    let mut item = Item::new();
+    item.insert(
+        KEY_ATTRIBUTE.into(),
+        AttributeValue::S(kinesis.partition_key.clone()),
+    );
+    item.insert("payload".into(), json_to_attribute(&payload));
+    item.insert(
+        "sequenceNumber".into(),
+        AttributeValue::S(sequence.as_str().to_owned()),
+    );
+    item.insert(
+        VERSION_ATTRIBUTE.into(),
+        AttributeValue::S(sequence.sortable()),
+    );
+    item.insert(
+        "storedAt".into(),
+        AttributeValue::N(stored_at_millis.to_string()),
+    );
+    if let Some(arrival) = kinesis.approximate_arrival_timestamp {
+        item.insert(
+            "arrivedAt".into(),
+            AttributeValue::N(((arrival * 1000.0) as u64).to_string()),
+        );
+    }
+    if let Some(shard) = record.shard_id() {
+        item.insert("shardId".into(), AttributeValue::S(shard.to_owned()));
+    }
+    if let Some(arn) = record.event_source_arn.as_deref() {
+        item.insert("sourceArn".into(), AttributeValue::S(arn.to_owned()));
+    }
+    Ok(item)
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch_consumer::kinesis::KinesisData;
+    use dynamo_writer::MemoryStore;
+
+    fn record(key: &str, sequence: &str, payload: &[u8]) -> KinesisEventRecord {
+        KinesisEventRecord {
+            event_id: Some(format!("shardId-000000000000:{sequence}")),
+            event_source_arn: Some("arn:aws:kinesis:us-east-1:123456789012:stream/s".into()),
+            kinesis: KinesisData {
+                partition_key: key.into(),
+                sequence_number: sequence.into(),
+                data: base64::engine::general_purpose::STANDARD.encode(payload),
+                approximate_arrival_timestamp: Some(1_795_325_400.5),
+            },
+        }
+    }
+
+    fn failures(response: &KinesisEventResponse) -> Vec<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn item_carries_key_payload_and_a_sortable_sequence() {
+        let item = build_item(&record("e-1", "42", br#"{"m":"hi"}"#), 1024, 7).expect("valid");
+        assert_eq!(item["eventId"], AttributeValue::S("e-1".into()));
+        assert_eq!(item["sequenceNumber"], AttributeValue::S("42".into()));
+        assert_eq!(
+            item["shardId"],
+            AttributeValue::S("shardId-000000000000".into())
+        );
+        assert_eq!(item["arrivedAt"], AttributeValue::N("1795325400500".into()));
+        let AttributeValue::S(key) = &item["sequenceKey"] else {
+            panic!("string")
+        };
+        assert!(key.ends_with("42") && key.len() == batch_consumer::kinesis::SORTABLE_WIDTH);
+    }
+
+    #[test]
+    fn bad_data_is_a_record_error_not_a_crash() {
+        let mut not_base64 = record("k", "1", b"{}");
+        not_base64.kinesis.data = "%%% not base64 %%%".into();
+        assert!(matches!(
+            build_item(&not_base64, 1024, 0),
+            Err(RecordError::NotBase64(_))
+        ));
+        assert!(matches!(
+            build_item(&record("k", "1", b"not json"), 1024, 0),
+            Err(RecordError::NotJson(_))
+        ));
+        assert!(matches!(
+            build_item(&record("k", "1", &[b' '; 2048]), 1024, 0),
+            Err(RecordError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            build_item(&record("", "1", b"{}"), 1024, 0),
+            Err(RecordError::BadRecord)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_retried_batch_applies_nothing_twice_and_older_never_overwrites_newer() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 1024);
+        let batch = KinesisEvent {
+            records: vec![
+                record("k", "9", br#"{"v":9}"#),
+                record("k", "10", br#"{"v":10}"#),
+            ],
+        };
+        assert!(
+            consumer
+                .handle(batch.clone())
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        assert!(
+            consumer
+                .handle(batch)
+                .await
+                .expect("retry ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        let older = KinesisEvent {
+            records: vec![record("k", "8", br#"{"v":8}"#)],
+        };
+        assert!(
+            consumer
+                .handle(older)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        let items = store.items();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items["k"]["sequenceNumber"], AttributeValue::S("10".into()));
+    }
+
+    #[tokio::test]
+    async fn a_poison_record_is_reported_and_holds_back_only_its_own_key() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 1024);
+        let batch = KinesisEvent {
+            records: vec![
+                record("a", "1", br#"{"v":1}"#),
+                record("b", "2", b"not json"),
+                record("c", "3", br#"{"v":3}"#),
+                record("b", "4", br#"{"v":4}"#),
+            ],
+        };
+        let response = consumer.handle(batch).await.expect("answered");
+        assert_eq!(failures(&response), ["2"]);
+        let items = store.items();
+        assert!(items.contains_key("a") && items.contains_key("c"));
+        assert!(
+            !items.contains_key("b"),
+            "b:4 must not be applied past the failed b:2"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Lambda entry point of the kinesis-stream consumer: wiring only, the logic is in the library.
+
+use batch_consumer::kinesis::KinesisEvent;
+use kinesis_stream_consumer::{Config, Consumer};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    aws_setup::init_lambda_tracing();
+    let config = Config::from_env()?;
+    let sdk = aws_setup::load().await;
+    let consumer = Consumer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let consumer = &consumer;
+    run(service_fn(
+        move |event: LambdaEvent<KinesisEvent>| async move {
+            Ok::<_, Error>(consumer.handle(event.payload).await?)
+        },
+    ))
+    .await
+}
