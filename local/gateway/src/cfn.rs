@@ -243,7 +243,12 @@ pub struct Scope {
     pub region: String,
     /// `AWS::AccountId`.
     pub account_id: String,
+    /// Evaluated `Conditions`.
+    pub conditions: BTreeMap<String, bool>,
 }
+
+/// What `Ref: AWS::NoValue` resolves to: the enclosing property is removed.
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
 
 impl Scope {
     fn reference(&self, name: &str) -> Result<String, ResolveError> {
@@ -259,7 +264,7 @@ impl Scope {
                     self.region, self.account_id, self.stack_name
                 ));
             }
-            "AWS::NoValue" => return Ok(String::new()),
+            "AWS::NoValue" => return Ok(NO_VALUE.to_owned()),
             _ => {}
         }
         if let Some(value) = self.parameters.get(name) {
@@ -288,6 +293,7 @@ impl Scope {
                 items
                     .iter()
                     .map(|v| self.resolve(v))
+                    .filter(|v| !matches!(v, Ok(Value::String(s)) if s == NO_VALUE))
                     .collect::<Result<_, _>>()?,
             )),
             Value::Object(map) if map.len() == 1 => {
@@ -312,6 +318,16 @@ impl Scope {
                         }
                     }
                     "Fn::Sub" => Ok(Value::String(self.substitute(arg)?)),
+                    "Fn::If" => match arg.as_array().map(Vec::as_slice) {
+                        Some([Value::String(condition), then, otherwise]) => {
+                            if self.condition(condition)? {
+                                self.resolve(then)
+                            } else {
+                                self.resolve(otherwise)
+                            }
+                        }
+                        _ => Err(ResolveError::Invalid("bad Fn::If".into())),
+                    },
                     "Fn::Join" => {
                         let args = self.resolve(arg)?;
                         let (sep, items) = match args.as_array().map(Vec::as_slice) {
@@ -350,9 +366,76 @@ impl Scope {
             Value::Object(map) => Ok(Value::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.resolve(v)?)))
+                    .filter(|entry| !matches!(entry, Ok((_, Value::String(s))) if s == NO_VALUE))
                     .collect::<Result<_, ResolveError>>()?,
             )),
             other => Ok(other.clone()),
+        }
+    }
+
+    /// The value of a named condition.
+    pub fn condition(&self, name: &str) -> Result<bool, ResolveError> {
+        self.conditions
+            .get(name)
+            .copied()
+            .ok_or_else(|| ResolveError::Invalid(format!("unknown condition {name}")))
+    }
+
+    /// Evaluates the template's `Conditions` (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or` and
+    /// references to other conditions) into [`Scope::conditions`].
+    pub fn evaluate_conditions(&mut self, conditions: Option<&Value>) -> Result<(), ResolveError> {
+        let Some(all) = conditions.and_then(Value::as_object) else {
+            return Ok(());
+        };
+        // Conditions may refer to each other: evaluate until nothing new resolves.
+        let mut left: Vec<(&String, &Value)> = all.iter().collect();
+        while !left.is_empty() {
+            let before = left.len();
+            let mut waiting = Vec::new();
+            for (name, expression) in left {
+                match self.truth(expression) {
+                    Ok(v) => {
+                        self.conditions.insert(name.clone(), v);
+                    }
+                    Err(_) => waiting.push((name, expression)),
+                }
+            }
+            if waiting.len() == before {
+                let names: Vec<&str> = waiting.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(ResolveError::Invalid(format!(
+                    "cannot evaluate conditions {names:?}"
+                )));
+            }
+            left = waiting;
+        }
+        Ok(())
+    }
+
+    fn truth(&self, expression: &Value) -> Result<bool, ResolveError> {
+        let bad = || ResolveError::Invalid(format!("bad condition {expression}"));
+        let map = expression
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .ok_or_else(bad)?;
+        let (op, arg) = map.iter().next().ok_or_else(bad)?;
+        let args = || arg.as_array().ok_or_else(bad);
+        match op.as_str() {
+            "Condition" => self.condition(arg.as_str().ok_or_else(bad)?),
+            "Fn::Equals" => match args()?.as_slice() {
+                [a, b] => Ok(self.resolve_str(a)? == self.resolve_str(b)?),
+                _ => Err(bad()),
+            },
+            "Fn::Not" => match args()?.as_slice() {
+                [a] => Ok(!self.truth(a)?),
+                _ => Err(bad()),
+            },
+            "Fn::And" => args()?
+                .iter()
+                .try_fold(true, |acc, a| Ok(acc & self.truth(a)?)),
+            "Fn::Or" => args()?
+                .iter()
+                .try_fold(false, |acc, a| Ok(acc | self.truth(a)?)),
+            _ => Err(bad()),
         }
     }
 
@@ -440,7 +523,25 @@ mod tests {
             stack_name: "s".into(),
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
+            conditions: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn conditions_choose_values_and_no_value_removes_properties() {
+        let mut s = scope();
+        s.evaluate_conditions(Some(&json!({
+            "Big": {"Fn::Equals": [{"Ref": "Size"}, "10"]},
+            "Small": {"Fn::Not": [{"Condition": "Big"}]}
+        })))
+        .expect("conditions");
+        let v = json!({"a": {"Fn::If": ["Big", "yes", "no"]},
+                       "b": {"Fn::If": ["Small", 1, {"Ref": "AWS::NoValue"}]},
+                       "c": [1, {"Fn::If": ["Small", 2, {"Ref": "AWS::NoValue"}]}]});
+        assert_eq!(
+            s.resolve(&v).expect("resolved"),
+            json!({"a": "yes", "c": [1]})
+        );
     }
 
     #[test]

@@ -41,10 +41,15 @@ impl FunctionError {
 enum Handler {
     BasicAuth(basic_auth::Authorizer),
     SqsBufferConsumer(sqs_buffer_consumer::Consumer),
+    KinesisStreamConsumer(kinesis_stream_consumer::Consumer),
 }
 
 /// Binary names the gateway can run in-process.
-pub const KNOWN_BINARIES: &[&str] = &["basic-auth-authorizer", "sqs-buffer-consumer"];
+pub const KNOWN_BINARIES: &[&str] = &[
+    "basic-auth-authorizer",
+    "sqs-buffer-consumer",
+    "kinesis-stream-consumer",
+];
 
 impl Handler {
     async fn build(
@@ -64,6 +69,13 @@ impl Handler {
             "sqs-buffer-consumer" => {
                 let config = sqs_buffer_consumer::Config::from_lookup(lookup)?;
                 Handler::SqsBufferConsumer(sqs_buffer_consumer::Consumer::from_config(
+                    &config,
+                    aws_sdk_dynamodb::Client::new(sdk),
+                ))
+            }
+            "kinesis-stream-consumer" => {
+                let config = kinesis_stream_consumer::Config::from_lookup(lookup)?;
+                Handler::KinesisStreamConsumer(kinesis_stream_consumer::Consumer::from_config(
                     &config,
                     aws_sdk_dynamodb::Client::new(sdk),
                 ))
@@ -94,6 +106,14 @@ impl Handler {
             }
             Handler::SqsBufferConsumer(consumer) => {
                 let event: SqsEvent = decode(payload)?;
+                let answer = consumer
+                    .handle(event)
+                    .await
+                    .map_err(|e| FunctionError::new("BatchError", e))?;
+                encode(answer)
+            }
+            Handler::KinesisStreamConsumer(consumer) => {
+                let event: batch_consumer::kinesis::KinesisEvent = decode(payload)?;
                 let answer = consumer
                     .handle(event)
                     .await

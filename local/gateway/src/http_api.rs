@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::cfn::scalar_to_string;
 use crate::functions::Function;
-use crate::stack::Stack;
+use crate::stack::{Clients, Stack};
 
 /// API Gateway's payload limit for HTTP APIs (10 MB).
 pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
@@ -56,6 +56,9 @@ enum Integration {
     SqsSendMessage {
         parameters: BTreeMap<String, String>,
     },
+    KinesisPutRecord {
+        parameters: BTreeMap<String, String>,
+    },
 }
 
 /// One HTTP API, ready to serve.
@@ -70,16 +73,12 @@ pub struct HttpApi {
     stage_name: String,
     routes: Vec<Route>,
     region: String,
-    sqs: aws_sdk_sqs::Client,
+    clients: Clients,
     cache: Mutex<HashMap<(String, String), (Instant, bool)>>,
 }
 
 /// Reads the HTTP APIs of `stack`.
-pub fn load(
-    stack: &Stack,
-    functions: &[Arc<Function>],
-    sqs: &aws_sdk_sqs::Client,
-) -> Result<Vec<HttpApi>> {
+pub fn load(stack: &Stack, functions: &[Arc<Function>], clients: &Clients) -> Result<Vec<HttpApi>> {
     let resolved = |kind: &str| -> Result<Vec<(String, String, Value)>> {
         stack
             .template
@@ -194,7 +193,7 @@ pub fn load(
             stage_name,
             routes: api_routes,
             region: stack.scope.region.clone(),
-            sqs: sqs.clone(),
+            clients: clients.clone(),
             cache: Mutex::new(HashMap::new()),
         });
     }
@@ -256,6 +255,14 @@ fn parse_integration(route: &str, props: &Value) -> Result<Integration> {
                 }
             }
             Ok(Integration::SqsSendMessage { parameters })
+        }
+        ("AWS_PROXY", "Kinesis-PutRecord") => {
+            for required in ["StreamName", "Data", "PartitionKey"] {
+                if !parameters.contains_key(required) {
+                    bail!("{route}: Kinesis-PutRecord needs request parameter {required}");
+                }
+            }
+            Ok(Integration::KinesisPutRecord { parameters })
         }
         _ => bail!("{route}: integration {kind} {subtype} is not served locally yet"),
     }
@@ -579,6 +586,7 @@ impl HttpApi {
                     );
                 }
                 let mut send = self
+                    .clients
                     .sqs
                     .send_message()
                     .queue_url(queue_url)
@@ -602,37 +610,88 @@ impl HttpApi {
                                 }
                             }
                         });
-                        let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-                        if let Ok(v) = HeaderValue::from_str(&request.id) {
-                            response.headers_mut().insert("apigw-requestid", v);
-                        }
-                        response
+                        ok_json(body, &request.id)
                     }
-                    Err(error) => {
-                        let service = aws_sdk_sqs::error::ProvideErrorMetadata::message(&error)
-                            .map(str::to_owned);
-                        match service {
-                            // The service refused the message (empty or oversized body, ...):
-                            // the client's request was bad, and nothing was enqueued.
-                            Some(text)
-                                if error
-                                    .raw_response()
-                                    .is_some_and(|r| r.status().as_u16() < 500) =>
-                            {
-                                message(StatusCode::BAD_REQUEST, &text, &request.id)
-                            }
-                            _ => {
-                                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "SendMessage failed");
-                                message(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    "Internal Server Error",
-                                    &request.id,
-                                )
-                            }
-                        }
-                    }
+                    Err(error) => service_failure(
+                        error.raw_response().map(|r| r.status().as_u16()),
+                        aws_sdk_sqs::error::ProvideErrorMetadata::message(&error),
+                        &aws_sdk_sqs::error::DisplayErrorContext(&error),
+                        &request.id,
+                    ),
                 }
             }
+            Integration::KinesisPutRecord { parameters } => {
+                let value = |name: &str| {
+                    parameters
+                        .get(name)
+                        .and_then(|t| self.parameter(t, request))
+                };
+                let (Some(stream), Some(key)) = (value("StreamName"), value("PartitionKey")) else {
+                    return message(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal Server Error",
+                        &request.id,
+                    );
+                };
+                let data = value("Data").unwrap_or_default();
+                let put = self
+                    .clients
+                    .kinesis
+                    .put_record()
+                    .stream_name(stream)
+                    .partition_key(key)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(data.into_bytes()))
+                    .set_explicit_hash_key(value("ExplicitHashKey"))
+                    .set_sequence_number_for_ordering(value("SequenceNumberForOrdering"));
+                match put.send().await {
+                    Ok(out) => ok_json(
+                        json!({
+                            "SequenceNumber": out.sequence_number(),
+                            "ShardId": out.shard_id(),
+                            "EncryptionType": out.encryption_type().map(|e| e.as_str()),
+                        }),
+                        &request.id,
+                    ),
+                    Err(error) => service_failure(
+                        error.raw_response().map(|r| r.status().as_u16()),
+                        aws_sdk_kinesis::error::ProvideErrorMetadata::message(&error),
+                        &aws_sdk_kinesis::error::DisplayErrorContext(&error),
+                        &request.id,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// `200` with the service's answer, as a first-class integration passes it through.
+fn ok_json(body: Value, request_id: &str) -> Response {
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("apigw-requestid", v);
+    }
+    response
+}
+
+/// A service call that failed: the service's refusal of a bad request (status below 500, with a
+/// message) is the client's `400`, and nothing was written; anything else is a `500`.
+fn service_failure(
+    status: Option<u16>,
+    text: Option<&str>,
+    detail: &dyn std::fmt::Display,
+    request_id: &str,
+) -> Response {
+    match (status, text) {
+        (Some(status), Some(text)) if status < 500 => {
+            message(StatusCode::BAD_REQUEST, text, request_id)
+        }
+        _ => {
+            tracing::warn!(error = %detail, "integration call failed");
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                request_id,
+            )
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod cfn;
 pub mod functions;
 pub mod http_api;
+pub mod kinesis_esm;
 pub mod run;
 pub mod sqs_esm;
 pub mod stack;

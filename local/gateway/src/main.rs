@@ -99,8 +99,19 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                     .filter_map(|r| r.as_str())
                 {
                     println!("    {route}");
-                    if let Some(path) = route.strip_prefix("POST ").filter(|p| !p.contains('{')) {
-                        post_url.get_or_insert_with(|| format!("{base}{path}"));
+                    if let Some(path) = route.strip_prefix("POST ") {
+                        // Path parameters get a sample value, so the line works as pasted.
+                        let path: Vec<String> = path
+                            .split('/')
+                            .map(|s| {
+                                if s.starts_with('{') {
+                                    "demo-1".to_owned()
+                                } else {
+                                    s.to_owned()
+                                }
+                            })
+                            .collect();
+                        post_url.get_or_insert_with(|| format!("{base}{}", path.join("/")));
                     }
                 }
             }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
 use crate::stack::{Clients, Stack};
-use crate::{functions, http_api, sqs_esm, stack};
+use crate::{functions, http_api, kinesis_esm, sqs_esm, stack};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,6 +44,7 @@ pub async fn start(options: &Options) -> Result<Running> {
         sqs: aws_sdk_sqs::Client::new(&sdk),
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+        kinesis: aws_sdk_kinesis::Client::new(&sdk),
     };
     let stacks = stack::provision(
         &options.template,
@@ -63,7 +64,26 @@ pub async fn start(options: &Options) -> Result<Running> {
             .filter_map(|(logical, _)| stack.scope.resources.get(logical))
             .filter_map(|p| Some((p.attributes.get("Arn")?.clone(), p.reference.clone())))
             .collect();
+        let streams_by_arn: HashMap<String, String> = stack
+            .template
+            .resources_of("AWS::Kinesis::Stream")
+            .filter_map(|(logical, _)| stack.scope.resources.get(logical))
+            .filter_map(|p| Some((p.attributes.get("Arn")?.clone(), p.reference.clone())))
+            .collect();
         for function in &functions {
+            for mapping in kinesis_esm::mappings_for(function, &streams_by_arn, &queues_by_arn)? {
+                let id = mapping.function.id.clone();
+                let (batch, bisect, retries) =
+                    (mapping.batch_size, mapping.bisect, mapping.max_retries);
+                let shards = Arc::new(mapping)
+                    .start(
+                        clients.kinesis.clone(),
+                        clients.sqs.clone(),
+                        options.region.clone(),
+                    )
+                    .await?;
+                tracing::info!(function = %id, shards, batch_size = batch, bisect, max_retries = ?retries, "Kinesis event source mapping started");
+            }
             for mapping in sqs_esm::mappings_for(function, &queues_by_arn, &clients.sqs).await? {
                 tracing::info!(
                     function = %mapping.function.id,
@@ -76,7 +96,7 @@ pub async fn start(options: &Options) -> Result<Running> {
             }
         }
         let mut apis = BTreeMap::new();
-        for api in http_api::load(stack, &functions, &clients.sqs)? {
+        for api in http_api::load(stack, &functions, &clients)? {
             let listener = bind(next_port).await?;
             if next_port != 0 {
                 next_port += 1;
@@ -162,7 +182,13 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
     let queues = names("AWS::SQS::Queue");
     let tables = names("AWS::DynamoDB::Table");
     let secrets = names("AWS::SecretsManager::Secret");
-    if apis.is_empty() && queues.is_empty() && tables.is_empty() && secrets.is_empty() {
+    let streams = names("AWS::Kinesis::Stream");
+    if apis.is_empty()
+        && queues.is_empty()
+        && tables.is_empty()
+        && secrets.is_empty()
+        && streams.is_empty()
+    {
         return None;
     }
     // The Basic-auth credentials, when a secret holds them.
@@ -179,6 +205,7 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
         "queues": queues,
         "tables": tables,
         "secrets": secrets,
+        "streams": streams,
         "parameters": stack.scope.parameters,
         "outputs": stack.outputs,
     }))

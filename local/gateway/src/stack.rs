@@ -29,6 +29,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// Secrets Manager.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Kinesis.
+    pub kinesis: aws_sdk_kinesis::Client,
 }
 
 /// One provisioned stack (the root, or a nested application).
@@ -106,11 +108,27 @@ fn provision_one<'a>(
             stack_name: stack_name.clone(),
             region: region.to_owned(),
             account_id: crate::ACCOUNT_ID.to_owned(),
+            conditions: BTreeMap::new(),
         };
+        scope
+            .evaluate_conditions(template.doc.get("Conditions"))
+            .map_err(|e| anyhow!("{}: {e}", template_path.display()))?;
         let mut secret_values = BTreeMap::new();
         let index = stacks.len();
-        // Resources the gateway plays itself only need ids.
+        // Resources whose Condition is false do not exist.
+        let mut skipped = Vec::new();
         for (logical, resource) in template.resources() {
+            if let Some(condition) = resource.get("Condition").and_then(Value::as_str) {
+                if !scope
+                    .condition(condition)
+                    .map_err(|e| anyhow!("{logical}: {e}"))?
+                {
+                    skipped.push(logical.clone());
+                }
+            }
+        }
+        // Resources the gateway plays itself only need ids.
+        for (logical, resource) in template.resources().filter(|(l, _)| !skipped.contains(l)) {
             let kind = resource
                 .get("Type")
                 .and_then(Value::as_str)
@@ -122,7 +140,9 @@ fn provision_one<'a>(
         // Resources created in moto, in dependency order: retry whatever waits for another.
         let mut pending: Vec<(String, Value)> = template
             .resources()
-            .filter(|(logical, _)| !scope.resources.contains_key(*logical))
+            .filter(|(logical, _)| {
+                !scope.resources.contains_key(*logical) && !skipped.contains(logical)
+            })
             .map(|(l, r)| (l.clone(), r.clone()))
             .collect();
         while !pending.is_empty() {
@@ -148,6 +168,7 @@ fn provision_one<'a>(
                 let physical = match kind {
                     "AWS::SQS::Queue" => create_queue(clients, &name, &props).await,
                     "AWS::DynamoDB::Table" => create_table(clients, &name, &props).await,
+                    "AWS::Kinesis::Stream" => create_stream(clients, &name, &props, region).await,
                     "AWS::SecretsManager::Secret" => {
                         create_secret(clients, &name, &props, &logical, &mut secret_values).await
                     }
@@ -499,6 +520,61 @@ async fn create_table(clients: &Clients, name: &str, props: &Value) -> Result<Ph
         reference: name,
         attributes: [("Arn".to_owned(), arn)].into_iter().collect(),
     })
+}
+
+async fn create_stream(
+    clients: &Clients,
+    name: &str,
+    props: &Value,
+    region: &str,
+) -> Result<Physical> {
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    let name = props
+        .get("Name")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| name.to_owned());
+    let mode = props
+        .pointer("/StreamModeDetails/StreamMode")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| "PROVISIONED".into());
+    let mut request = clients.kinesis.create_stream().stream_name(&name);
+    if mode == "ON_DEMAND" {
+        request = request.stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()?,
+        );
+    } else {
+        let shards: i32 = props
+            .get("ShardCount")
+            .map(scalar_to_string)
+            .unwrap_or_else(|| "1".into())
+            .parse()
+            .map_err(|_| anyhow!("ShardCount must be a number"))?;
+        request = request.shard_count(shards);
+    }
+    request.send().await?;
+    // CloudFormation returns once the stream is ACTIVE; so does this.
+    for _ in 0..100 {
+        let summary = clients
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(&name)
+            .send()
+            .await?;
+        let description = summary
+            .stream_description_summary()
+            .ok_or_else(|| anyhow!("stream {name} has no description"))?;
+        if description.stream_status().as_str() == "ACTIVE" {
+            let arn = description.stream_arn().to_owned();
+            return Ok(Physical {
+                reference: name,
+                attributes: [("Arn".to_owned(), arn)].into_iter().collect(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("stream {name} did not become ACTIVE in {region}")
 }
 
 async fn create_secret(

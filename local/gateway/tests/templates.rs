@@ -29,7 +29,7 @@ fn templates() -> Vec<PathBuf> {
 /// A scope where parameters have their defaults and every resource resolves to its logical id.
 fn default_scope(template: &Template) -> Scope {
     let none = BTreeMap::new();
-    Scope {
+    let mut scope = Scope {
         parameters: template
             .resolve_parameters(&none, &none)
             .expect("parameter defaults"),
@@ -50,7 +50,12 @@ fn default_scope(template: &Template) -> Scope {
         stack_name: "check".into(),
         region: "us-east-1".into(),
         account_id: "123456789012".into(),
-    }
+        conditions: BTreeMap::new(),
+    };
+    scope
+        .evaluate_conditions(template.doc.get("Conditions"))
+        .expect("conditions");
+    scope
 }
 
 fn number(scope: &Scope, value: Option<&Value>, default: u64) -> u64 {
