@@ -442,7 +442,7 @@ impl ShardPoller {
                 json!({
                     "kinesis": {
                         "kinesisSchemaVersion": "1.0",
-                        "partitionKey": r.partition_key(),
+                        "partitionKey": r.partition_key().unwrap_or_default(),
                         "sequenceNumber": r.sequence_number(),
                         "data": base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
                         "approximateArrivalTimestamp": arrival_seconds(r),
