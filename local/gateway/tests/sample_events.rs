@@ -19,6 +19,12 @@ enum Expect {
         failed: &'static [&'static str],
         stored: usize,
     },
+    /// The kinesis-stream consumer reports this lowest failed sequence number (if any) and the
+    /// table then holds these items with these sequence numbers.
+    KinesisStream {
+        failed: Option<&'static str>,
+        stored: &'static [(&'static str, &'static str)],
+    },
 }
 
 fn expectation(relative: &str) -> Option<Expect> {
@@ -33,6 +39,35 @@ fn expectation(relative: &str) -> Option<Expect> {
         "sqs-buffer/sqs-batch-with-poison.json" => Expect::SqsBuffer {
             failed: &["5e0d8c2a-1b7f-4c3d-a9e8-2b6f4d1c0002"],
             stored: 2,
+        },
+        "kinesis-stream/authorizer-allow.json" => Expect::Authorized(true),
+        "kinesis-stream/authorizer-wrong-password.json" => Expect::Authorized(false),
+        "kinesis-stream/authorizer-missing-header.json" => Expect::Authorized(false),
+        "kinesis-stream/kinesis-batch.json" => Expect::KinesisStream {
+            failed: None,
+            stored: &[
+                (
+                    "order-42",
+                    "49656612000000000000000000000000000000000000000000000003",
+                ),
+                (
+                    "order-43",
+                    "49656612000000000000000000000000000000000000000000000002",
+                ),
+            ],
+        },
+        "kinesis-stream/kinesis-batch-with-poison.json" => Expect::KinesisStream {
+            failed: Some("49656612000000000000000000000000000000000000000000000002"),
+            stored: &[
+                (
+                    "order-50",
+                    "49656612000000000000000000000000000000000000000000000001",
+                ),
+                (
+                    "order-52",
+                    "49656612000000000000000000000000000000000000000000000003",
+                ),
+            ],
         },
         _ => return None,
     })
@@ -98,6 +133,52 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
                 let answer = authorizer.handle(&event).await.expect("authorizer answers");
                 assert_eq!(answer.is_authorized, want, "{relative}");
+            }
+            Expect::KinesisStream { failed, stored } => {
+                // The file is a valid Lambda Kinesis event for the official type too.
+                serde_json::from_str::<aws_lambda_events::kinesis::KinesisEvent>(&text)
+                    .unwrap_or_else(|e| panic!("{relative} is not a Kinesis event: {e}"));
+                let event: batch_consumer::kinesis::KinesisEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                let table = testkit::create_table(
+                    &dynamodb,
+                    "sample-kinesis",
+                    kinesis_stream_consumer::KEY_ATTRIBUTE,
+                )
+                .await;
+                let config = kinesis_stream_consumer::Config::from_lookup(|k| {
+                    (k == "TABLE_NAME").then(|| table.clone())
+                })
+                .expect("config");
+                let consumer =
+                    kinesis_stream_consumer::Consumer::from_config(&config, dynamodb.clone());
+                let answer = consumer.handle(event).await.expect("consumer answers");
+                let got: Vec<_> = answer
+                    .batch_item_failures
+                    .iter()
+                    .filter_map(|f| f.item_identifier.as_deref())
+                    .collect();
+                assert_eq!(got, failed.into_iter().collect::<Vec<_>>(), "{relative}");
+                let items = dynamodb
+                    .scan()
+                    .table_name(&table)
+                    .send()
+                    .await
+                    .expect("scan");
+                let mut have: Vec<(String, String)> = items
+                    .items()
+                    .iter()
+                    .map(|i| {
+                        let s = |k: &str| i[k].as_s().cloned().unwrap_or_default();
+                        (s("eventId"), s("sequenceNumber"))
+                    })
+                    .collect();
+                have.sort();
+                let want: Vec<(String, String)> = stored
+                    .iter()
+                    .map(|(k, s)| ((*k).to_owned(), (*s).to_owned()))
+                    .collect();
+                assert_eq!(have, want, "{relative}");
             }
             Expect::SqsBuffer { failed, stored } => {
                 let event: SqsEvent =

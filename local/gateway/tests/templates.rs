@@ -196,3 +196,94 @@ fn every_log_group_has_retention_and_encryption() {
         }
     }
 }
+
+/// Problems with the failure path of stream consumers in `template`: a function-level
+/// `DeadLetterQueue` never receives failed Kinesis or DynamoDB stream batches (Lambda applies it
+/// to asynchronous invokes only), so a stream event source needs `DestinationConfig.OnFailure`
+/// and a finite retry or age limit, or one bad record blocks its shard for the whole retention.
+fn stream_failure_path_problems(template: &Template) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (logical, function) in template.resources_of("AWS::Serverless::Function") {
+        let props = &function["Properties"];
+        for (name, event) in props
+            .get("Events")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if !matches!(event["Type"].as_str(), Some("Kinesis" | "DynamoDB")) {
+                continue;
+            }
+            let event_props = &event["Properties"];
+            if props.get("DeadLetterQueue").is_some() {
+                problems.push(format!(
+                    "{logical}: DeadLetterQueue on a stream consumer never receives failed batches; use Events.{name}.Properties.DestinationConfig.OnFailure"
+                ));
+            }
+            if event_props
+                .pointer("/DestinationConfig/OnFailure/Destination")
+                .is_none()
+            {
+                problems.push(format!(
+                    "{logical}: stream event {name} has no DestinationConfig.OnFailure"
+                ));
+            }
+            let unlimited = |key: &str| {
+                event_props
+                    .get(key)
+                    .is_none_or(|v| scalar_to_string(v) == "-1")
+            };
+            if unlimited("MaximumRetryAttempts") && unlimited("MaximumRecordAgeInSeconds") {
+                problems.push(format!("{logical}: stream event {name} retries forever (set MaximumRetryAttempts or MaximumRecordAgeInSeconds)"));
+            }
+        }
+    }
+    for (logical, mapping) in template.resources_of("AWS::Lambda::EventSourceMapping") {
+        let props = &mapping["Properties"];
+        let is_stream = props.get("StartingPosition").is_some();
+        if is_stream
+            && props
+                .pointer("/DestinationConfig/OnFailure/Destination")
+                .is_none()
+        {
+            problems.push(format!(
+                "{logical}: stream event source mapping has no DestinationConfig.OnFailure"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_stream_failure_path_check_catches_a_function_dead_letter_queue() {
+    // The seed's mistake: a DLQ on the function, no destination on the mapping.
+    let yaml = r#"
+Resources:
+  Consumer:
+    Type: AWS::Serverless::Function
+    Properties:
+      DeadLetterQueue: {Type: SQS, TargetArn: !GetAtt Dlq.Arn}
+      Events:
+        Stream:
+          Type: Kinesis
+          Properties: {Stream: !GetAtt S.Arn, StartingPosition: LATEST}
+"#;
+    let doc =
+        local_gateway::cfn::yaml_to_json(serde_yaml::from_str(yaml).expect("yaml")).expect("json");
+    let template = Template {
+        path: "seed.yaml".into(),
+        doc,
+    };
+    let problems = stream_failure_path_problems(&template);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].contains("DeadLetterQueue on a stream consumer"));
+}
+
+#[test]
+fn every_stream_consumer_has_an_on_failure_destination_and_finite_retries() {
+    for path in templates() {
+        let template = Template::load(&path).expect("template");
+        let problems = stream_failure_path_problems(&template);
+        assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
+    }
+}

@@ -111,13 +111,19 @@ where
 /// Creates an on-demand table with a unique name and one string partition key `key`; returns
 /// its name.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, prefix: &str, key: &str) -> String {
+    let name = unique(prefix);
+    create_table_named(client, &name, key).await;
+    name
+}
+
+/// Creates an on-demand table `name` with one string partition key `key`.
+pub async fn create_table_named(client: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let name = unique(prefix);
     client
         .create_table()
-        .table_name(&name)
+        .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
@@ -136,5 +142,4 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, prefix: &str, key: 
         .send()
         .await
         .expect("create table");
-    name
 }

@@ -1,0 +1,376 @@
+//! kinesis-stream end to end: real HTTP through the local gateway, the Kinesis event source
+//! emulation, the real consumer in-process, moto behind them. Each test runs its own stack.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::LocalStack;
+use serde_json::{Value, json};
+
+const P: &str = "KinesisStream";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+fn stream(stack: &LocalStack) -> String {
+    stack.pattern(P)["streams"]["EventStream"]
+        .as_str()
+        .expect("stream")
+        .to_owned()
+}
+
+fn url(stack: &LocalStack, stream: &str, event_id: &str) -> String {
+    format!(
+        "{}/submit/{stream}/{event_id}",
+        stack.pattern(P)["baseUrl"].as_str().expect("base URL")
+    )
+}
+
+/// Posts `body` for `event_id` with the stack's credentials; returns status and answer.
+async fn put(stack: &LocalStack, event_id: &str, body: &str) -> (u16, Value) {
+    let (user, password) = stack.credentials(P);
+    let response = http()
+        .post(url(stack, &stream(stack), event_id))
+        .basic_auth(user, Some(password))
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn item(stack: &LocalStack, key: &str) -> Option<HashMap<String, AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .get_item()
+        .table_name(stack.table(P, "EventsTable"))
+        .key("eventId", AttributeValue::S(key.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item")
+        .item
+}
+
+fn s(item: &HashMap<String, AttributeValue>, key: &str) -> String {
+    item[key].as_s().cloned().unwrap_or_default()
+}
+
+async fn failure_messages(stack: &LocalStack) -> Vec<Value> {
+    let out = aws_sdk_sqs::Client::new(&stack.sdk)
+        .receive_message()
+        .queue_url(stack.queue_url(P, "FailureQueue"))
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("receive");
+    out.messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("JSON"))
+        .collect()
+}
+
+#[tokio::test]
+async fn records_of_one_key_apply_in_order_and_the_newest_wins() {
+    let stack = LocalStack::start("").await;
+    let mut last = String::new();
+    for n in 0..5 {
+        let (status, answer) = put(&stack, "order-1", &json!({"step": n}).to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        last = answer["SequenceNumber"]
+            .as_str()
+            .expect("sequence number")
+            .to_owned();
+    }
+    let stored = testkit::eventually(
+        "the newest record applied",
+        Duration::from_secs(20),
+        || async {
+            item(&stack, "order-1")
+                .await
+                .filter(|i| s(i, "sequenceNumber") == last)
+        },
+    )
+    .await;
+    assert_eq!(
+        stored["payload"].as_m().expect("map")["step"],
+        AttributeValue::N("4".into())
+    );
+}
+
+#[tokio::test]
+async fn wrong_stream_and_bad_credentials_are_refused_with_nothing_written() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    let wrong_stream = http()
+        .post(url(&stack, "someone-elses-stream", "e1"))
+        .basic_auth(&user, Some(&password))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong_stream.status().as_u16(), 404);
+    let wrong_password = http()
+        .post(url(&stack, &stream(&stack), "e2"))
+        .basic_auth(&user, Some("nope"))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong_password.status().as_u16(), 403);
+    let anonymous = http()
+        .post(url(&stack, &stream(&stack), "e3"))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let kinesis = aws_sdk_kinesis::Client::new(&stack.sdk);
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream(&stack))
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("iterator")
+        .shard_iterator
+        .expect("iterator");
+    let records = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .expect("records");
+    assert!(records.records().is_empty(), "nothing reached the stream");
+    let items = stack.items(&stack.table(P, "EventsTable")).await;
+    assert!(items.is_empty());
+}
+
+#[tokio::test]
+async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_while_neighbours_are_stored()
+ {
+    let stack = LocalStack::start("KinesisStream.MaximumRetryAttempts=2").await;
+    let (status, _) = put(&stack, "good-a", r#"{"v":"a"}"#).await;
+    assert_eq!(status, 200);
+    let (status, poison) = put(&stack, "bad", "this is not JSON").await;
+    assert_eq!(
+        status, 200,
+        "the API accepts any body; the consumer judges it"
+    );
+    let poison_seq = poison["SequenceNumber"].as_str().expect("seq").to_owned();
+    put(&stack, "good-b", r#"{"v":"b"}"#).await;
+    put(&stack, "bad", r#"{"v":"fixed later"}"#).await;
+
+    let failures =
+        testkit::eventually("the on-failure record", Duration::from_secs(30), || async {
+            Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
+        })
+        .await;
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let info = &failures[0]["KinesisBatchInfo"];
+    assert_eq!(
+        info["startSequenceNumber"],
+        poison_seq.as_str(),
+        "bisection isolated the poison record"
+    );
+    assert_eq!(info["endSequenceNumber"], poison_seq.as_str());
+    assert_eq!(info["batchSize"], 1);
+    assert_eq!(
+        failures[0]["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+    let invokes = failures[0]["requestContext"]["approximateInvokeCount"]
+        .as_u64()
+        .expect("count");
+    assert!(
+        invokes >= 3,
+        "one try and two retries at least, got {invokes}"
+    );
+
+    for key in ["good-a", "good-b"] {
+        testkit::eventually(key, Duration::from_secs(20), || async {
+            item(&stack, key).await
+        })
+        .await;
+    }
+    // After the poison record was discarded, its key moved on.
+    let later = testkit::eventually(
+        "the later record of the poisoned key",
+        Duration::from_secs(20),
+        || async { item(&stack, "bad").await },
+    )
+    .await;
+    assert_eq!(
+        later["payload"].as_m().expect("map")["v"],
+        AttributeValue::S("fixed later".into())
+    );
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expected_items() {
+    let stack = LocalStack::start("").await;
+    let (user, password) = stack.credentials(P);
+    let client = http();
+    let stream = stream(&stack);
+    let posts = (0..500).map(|n| {
+        let request = client
+            .post(url(&stack, &stream, &format!("key-{}", n % 20)))
+            .basic_auth(&user, Some(&password))
+            .body(json!({"n": n}).to_string());
+        tokio::spawn(async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status().as_u16(), 200);
+            let answer: Value = response.json().await.expect("JSON");
+            (
+                n,
+                answer["SequenceNumber"].as_str().expect("seq").to_owned(),
+            )
+        })
+    });
+    let accepted: Vec<(usize, String)> = futures::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    assert_eq!(accepted.len(), 500);
+
+    // For every key, the record with the highest sequence number must be the one stored.
+    let mut newest: HashMap<String, (u128, usize, String)> = HashMap::new();
+    for (n, seq) in &accepted {
+        let key = format!("key-{}", n % 20);
+        let value: u128 = seq.parse().expect("numeric sequence");
+        if newest.get(&key).is_none_or(|(v, _, _)| value > *v) {
+            newest.insert(key, (value, *n, seq.clone()));
+        }
+    }
+    let table = stack.table(P, "EventsTable");
+    testkit::eventually(
+        "20 items at their newest record",
+        Duration::from_secs(90),
+        || async {
+            let items = stack.items(&table).await;
+            let done = items.len() == 20
+                && items.iter().all(|i| {
+                    newest
+                        .get(&s(i, "eventId"))
+                        .is_some_and(|(_, _, seq)| *seq == s(i, "sequenceNumber"))
+                });
+            done.then_some(())
+        },
+    )
+    .await;
+    for item in stack.items(&table).await {
+        let (_, n, _) = &newest[&s(&item, "eventId")];
+        assert_eq!(
+            item["payload"].as_m().expect("map")["n"],
+            AttributeValue::N(n.to_string())
+        );
+    }
+    assert!(failure_messages(&stack).await.is_empty(), "nothing failed");
+}
+
+#[tokio::test]
+async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_was_down() {
+    let stack = LocalStack::start("KinesisStream.MaximumRetryAttempts=1").await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.table(P, "EventsTable");
+    // An outage: the table disappears, so every write fails and the batch is given up on.
+    dynamodb
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete table");
+    let (status, answer) = put(&stack, "during-outage", r#"{"v":"kept"}"#).await;
+    assert_eq!(status, 200);
+    let seq = answer["SequenceNumber"].as_str().expect("seq").to_owned();
+    testkit::eventually("the on-failure record", Duration::from_secs(30), || async {
+        Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
+    })
+    .await;
+    // The cause is fixed: the table is back (empty).
+    testkit::create_table_named(&dynamodb, &table, "eventId").await;
+
+    let sdk = &stack.sdk;
+    let config = kinesis_stream_consumer::Config::from_lookup(|k| {
+        (k == "TABLE_NAME").then(|| table.clone())
+    })
+    .expect("config");
+    let recovery = kinesis_stream_recover::Recovery {
+        kinesis: aws_sdk_kinesis::Client::new(sdk),
+        sqs: aws_sdk_sqs::Client::new(sdk),
+        consumer: Some(kinesis_stream_consumer::Consumer::from_config(
+            &config,
+            dynamodb.clone(),
+        )),
+        replay: kinesis_stream_recover::Replay::Consumer,
+    };
+    let report =
+        kinesis_stream_recover::recover(&recovery, &stack.queue_url(P, "FailureQueue"), 10)
+            .await
+            .expect("recover");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(
+        (report[0].recovered, report[0].expired, report[0].deleted),
+        (1, 0, true),
+        "{report:?}"
+    );
+    let restored = item(&stack, "during-outage").await.expect("recovered item");
+    assert_eq!(
+        s(&restored, "sequenceNumber"),
+        seq,
+        "replayed with its original sequence number"
+    );
+    assert!(
+        failure_messages(&stack).await.is_empty(),
+        "the failure message is gone"
+    );
+}
+
+#[tokio::test]
+async fn the_recovery_command_reports_records_the_stream_no_longer_holds() {
+    let stack = LocalStack::start("").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let queue = stack.queue_url(P, "FailureQueue");
+    let stream_arn = format!(
+        "arn:aws:kinesis:us-east-1:123456789012:stream/{}",
+        stream(&stack)
+    );
+    // A failure record for a range the stream does not (or no longer) hold.
+    let body = json!({"KinesisBatchInfo": {"shardId": "shardId-000000000000", "startSequenceNumber": "900000",
+        "endSequenceNumber": "900001", "batchSize": 2, "streamArn": stream_arn}});
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    let recovery = kinesis_stream_recover::Recovery {
+        kinesis: aws_sdk_kinesis::Client::new(&stack.sdk),
+        sqs: sqs.clone(),
+        consumer: None,
+        replay: kinesis_stream_recover::Replay::DryRun,
+    };
+    let report = kinesis_stream_recover::recover(&recovery, &queue, 10)
+        .await
+        .expect("recover");
+    assert_eq!(report.len(), 1);
+    assert_eq!(
+        (report[0].recovered, report[0].expired, report[0].deleted),
+        (0, 2, false)
+    );
+}

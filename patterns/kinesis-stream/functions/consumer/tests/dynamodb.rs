@@ -1,0 +1,152 @@
+//! The kinesis-stream consumer against a real DynamoDB API (moto), with the real SDK client:
+//! the sequence guard is a DynamoDB condition expression, so it is checked on the wire here.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+use aws_lambda_events::streams::KinesisEventResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use batch_consumer::kinesis::{KinesisData, KinesisEvent, KinesisEventRecord};
+use kinesis_stream_consumer::{Config, Consumer, KEY_ATTRIBUTE};
+
+fn record(key: &str, sequence: &str, payload: &str) -> KinesisEventRecord {
+    KinesisEventRecord {
+        event_id: Some(format!("shardId-000000000000:{sequence}")),
+        event_source_arn: Some("arn:aws:kinesis:us-east-1:123456789012:stream/test".into()),
+        kinesis: KinesisData {
+            partition_key: key.into(),
+            sequence_number: sequence.into(),
+            data: base64::engine::general_purpose::STANDARD.encode(payload),
+            approximate_arrival_timestamp: None,
+        },
+    }
+}
+
+async fn setup() -> (aws_sdk_dynamodb::Client, String, Consumer) {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = testkit::create_table(&client, "kinesis-events", KEY_ATTRIBUTE).await;
+    let config =
+        Config::from_lookup(|k| (k == "TABLE_NAME").then(|| table.clone())).expect("config");
+    let consumer = Consumer::from_config(&config, client.clone());
+    (client, table, consumer)
+}
+
+async fn stored(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> Option<(String, String)> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(KEY_ATTRIBUTE, AttributeValue::S(key.into()))
+        .send()
+        .await
+        .expect("get item");
+    let item = out.item()?;
+    let payload = item["payload"].as_m().expect("payload map")["v"]
+        .as_s()
+        .cloned()
+        .unwrap_or_default();
+    Some((
+        item["sequenceNumber"].as_s().cloned().unwrap_or_default(),
+        payload,
+    ))
+}
+
+fn no_failures(response: &KinesisEventResponse) -> bool {
+    response.batch_item_failures.is_empty()
+}
+
+#[tokio::test]
+async fn newer_sequence_numbers_win_compared_as_numbers_in_dynamodb() {
+    let (client, table, consumer) = setup().await;
+    // "10" sorts before "9" as text: the guard must compare numbers.
+    let batch = KinesisEvent {
+        records: vec![
+            record("k", "9", r#"{"v":"nine"}"#),
+            record("k", "10", r#"{"v":"ten"}"#),
+        ],
+    };
+    assert!(no_failures(
+        &consumer.handle(batch).await.expect("answered")
+    ));
+    assert_eq!(
+        stored(&client, &table, "k").await,
+        Some(("10".into(), "ten".into()))
+    );
+
+    let older = KinesisEvent {
+        records: vec![record("k", "9", r#"{"v":"nine again"}"#)],
+    };
+    assert!(no_failures(
+        &consumer.handle(older).await.expect("answered")
+    ));
+    assert_eq!(
+        stored(&client, &table, "k").await,
+        Some(("10".into(), "ten".into())),
+        "an older record never overwrites a newer one"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_batch_changes_nothing() {
+    let (client, table, consumer) = setup().await;
+    let batch = KinesisEvent {
+        records: vec![
+            record("a", "100", r#"{"v":"a1"}"#),
+            record("b", "101", r#"{"v":"b1"}"#),
+        ],
+    };
+    assert!(no_failures(
+        &consumer.handle(batch.clone()).await.expect("first")
+    ));
+    let before = client
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("scan")
+        .items()
+        .to_vec();
+    assert!(no_failures(&consumer.handle(batch).await.expect("retry")));
+    let after = client
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("scan")
+        .items()
+        .to_vec();
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        before, after,
+        "a retry re-applies nothing (not even storedAt changes)"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_is_reported_by_its_sequence_number() {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let missing = testkit::unique("no-such-table");
+    let config =
+        Config::from_lookup(|k| (k == "TABLE_NAME").then(|| missing.clone())).expect("config");
+    let consumer = Consumer::from_config(&config, client);
+    let batch = KinesisEvent {
+        records: vec![
+            record("a", "7", r#"{"v":"x"}"#),
+            record("b", "5", r#"{"v":"y"}"#),
+        ],
+    };
+    let response = consumer.handle(batch).await.expect("answered");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        ["5"],
+        "the lowest failed sequence number, never an empty identifier"
+    );
+}
