@@ -15,6 +15,8 @@ PARAMS ?=
 PORT ?= 3000
 # Pattern (nested stack logical id) that `make redrive` works on.
 PATTERN ?= SqsBuffer
+# How `make recover` replays recovered Kinesis records.
+REPLAY ?= consumer
 
 TEMPLATES := template.yaml $(wildcard patterns/*/template.yaml)
 GATEWAY := $(CARGO_TARGET_DIR)/debug/local-gateway
@@ -50,7 +52,7 @@ build: $(VENV)/.installed ## sam build: an arm64 bootstrap per function under .a
 
 .PHONY: gateway
 gateway: ## Build the local gateway and the tools
-	cargo build --locked -p local-gateway -p sqs-redrive
+	cargo build --locked -p local-gateway -p sqs-redrive -p kinesis-stream-recover
 
 .PHONY: local
 local: $(VENV)/.installed gateway ## Run every pattern locally on moto until Ctrl-C (PARAMS="Name=Value ..." PORT=3000)
@@ -58,12 +60,17 @@ local: $(VENV)/.installed gateway ## Run every pattern locally on moto until Ctr
 
 .PHONY: demo
 demo: $(VENV)/.installed gateway ## Start the stack, walk through each pattern with curl, stop; fails if anything misbehaves
-	$(VENV)/bin/python tools/demo.py --gateway "$(GATEWAY)" --redrive "$(CARGO_TARGET_DIR)/debug/sqs-redrive"
+	$(VENV)/bin/python tools/demo.py --gateway "$(GATEWAY)" --bin-dir "$(CARGO_TARGET_DIR)/debug"
 
 .PHONY: redrive
 redrive: $(VENV)/.installed gateway ## Move a running local pattern's dead-lettered messages back to its queue (PATTERN=SqsBuffer)
 	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern $(PATTERN))" && \
 	  "$(CARGO_TARGET_DIR)/debug/sqs-redrive" "$$DLQ_URL"
+
+.PHONY: recover
+recover: $(VENV)/.installed gateway ## Recover a running local kinesis-stream's failed batches through the consumer (REPLAY=consumer|stream|dry-run)
+	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern KinesisStream)" && \
+	  "$(CARGO_TARGET_DIR)/debug/kinesis-recover" --queue "$$FAILURE_QUEUE_URL" --table "$$TABLE_NAME" --replay $(REPLAY)
 
 .PHONY: test
 test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sample-event, moto and end-to-end tests, template checks

@@ -78,6 +78,18 @@ def queue_depth(sqs, url):
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
+def tool_env(state):
+    return {**os.environ, "AWS_ENDPOINT_URL": state["motoEndpoint"], "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": state["region"]}
+
+
+def run_tool(state, cmd):
+    say(f"    $ AWS_ENDPOINT_URL={state['motoEndpoint']} {' '.join(shlex.quote(c) for c in cmd)}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=tool_env(state))
+    say("    -> " + (out.stdout.strip() or out.stderr.strip()).replace("\n", "\n       "))
+    return out
+
+
 def sqs_buffer(state, pattern, redrive_bin):
     base = pattern["baseUrl"]
     user, password = pattern["credentials"]["username"], pattern["credentials"]["password"]
@@ -135,13 +147,7 @@ def sqs_buffer(state, pattern, redrive_bin):
     proved(f"the consumer reported it failed each time; SQS moved it to {dlq['name']}")
 
     step("Redrive the dead-letter queue once the cause is fixed")
-    cmd = [redrive_bin, dlq["url"]]
-    say(f"    $ AWS_ENDPOINT_URL={state['motoEndpoint']} {' '.join(cmd)}")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env={**os.environ, "AWS_ENDPOINT_URL": state["motoEndpoint"],
-                              "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                              "AWS_REGION": state["region"]})
-    say(f"    -> {out.stdout.strip() or out.stderr.strip()}")
+    out = run_tool(state, [redrive_bin, dlq["url"]])
     if out.returncode != 0 or not out.stdout.startswith("moved 1 "):
         fail("redrive did not move the message")
     if queue_depth(sqs, dlq["url"]) != 0:
@@ -151,10 +157,81 @@ def sqs_buffer(state, pattern, redrive_bin):
     proved("the consumer processed it again; still not JSON, it returned to the DLQ: nothing lost")
 
 
+def kinesis_stream(state, pattern, recover_bin):
+    base = pattern["baseUrl"]
+    user, password = pattern["credentials"]["username"], pattern["credentials"]["password"]
+    stream = pattern["streams"]["EventStream"]
+    aws = dict(endpoint_url=state["motoEndpoint"], region_name=state["region"],
+               aws_access_key_id="testing", aws_secret_access_key="testing")
+    sqs, dynamodb = boto3.client("sqs", **aws), boto3.client("dynamodb", **aws)
+    table = pattern["tables"]["EventsTable"]
+    failures = pattern["queues"]["FailureQueue"]["url"]
+    submit = f"{base}/submit/{stream}"
+    say(f"\n=== kinesis-stream: POST {submit}/{{eventId}} with Basic auth, Kinesis, DynamoDB table {table}")
+
+    def item(key):
+        return dynamodb.get_item(TableName=table, Key={"eventId": {"S": key}}, ConsistentRead=True).get("Item")
+
+    step("Two updates of one order, in order")
+    sequences = []
+    for status_text in ("created", "paid"):
+        status, body = curl(["-u", f"{user}:{password}", "-d", json.dumps({"status": status_text}),
+                             f"{submit}/order-1"])
+        if status != 200:
+            fail(f"expected 200, got {status}")
+        sequences.append(json.loads(body)["SequenceNumber"])
+    stored = wait_for("the newest update applied", lambda: (lambda i: i if i and i["sequenceNumber"]["S"] == sequences[-1] else None)(item("order-1")))
+    proved(f"order-1 holds the newest record ({stored['payload']['M']['status']['S']}, sequence {sequences[-1]}): per-key order kept")
+
+    step("Another stream's name in the path")
+    status, _ = curl(["-u", f"{user}:{password}", "-d", "{}", f"{base}/submit/someone-elses-stream/order-2"])
+    if status != 404:
+        fail(f"expected 404, got {status}")
+    proved("404: the API writes to its own stream only")
+
+    step("A wrong password")
+    status, _ = curl(["-u", f"{user}:wrong", "-d", "{}", f"{submit}/order-3"])
+    if status != 403:
+        fail(f"expected 403, got {status}")
+    proved("403 Forbidden, nothing put on the stream")
+
+    step("A poison record between two good ones")
+    for key, body in (("order-10", '{"status":"created"}'), ("order-11", "this is not JSON"), ("order-12", '{"status":"created"}')):
+        status, _ = curl(["-u", f"{user}:{password}", "-d", body, f"{submit}/{key}"])
+        if status != 200:
+            fail(f"expected 200, got {status}")
+    message = wait_for("the on-failure record", lambda: sqs.receive_message(QueueUrl=failures, VisibilityTimeout=0).get("Messages"))
+    info = json.loads(message[0]["Body"])["KinesisBatchInfo"]
+    wait_for("the good neighbours", lambda: item("order-10") and item("order-12"))
+    proved(f"bisected and retried {pattern['parameters']['MaximumRetryAttempts']} time(s), then only its metadata went to the on-failure queue "
+           f"(shard {info['shardId']}, sequence {info['startSequenceNumber']}); its neighbours are stored")
+    out = run_tool(state, [recover_bin, "--queue", failures, "--replay", "dry-run"])
+    if out.returncode != 0 or "1 of 1 still retained" not in out.stdout:
+        fail("the record could not be read back from the stream")
+    proved("the failed record is still retained by the stream, so it can be recovered once fixed")
+    sqs.purge_queue(QueueUrl=failures)
+
+    step("An outage: the table is gone while a record arrives")
+    dynamodb.delete_table(TableName=table)
+    status, body = curl(["-u", f"{user}:{password}", "-d", '{"status":"created during the outage"}', f"{submit}/order-20"])
+    if status != 200:
+        fail(f"expected 200, got {status}")
+    wait_for("the on-failure record", lambda: sqs.receive_message(QueueUrl=failures, VisibilityTimeout=0).get("Messages"))
+    proved("the writes failed, the retries ran out, the batch went to the on-failure queue")
+    dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}])
+    say("    (the table is back: the cause is fixed)")
+    out = run_tool(state, [recover_bin, "--queue", failures, "--table", table])
+    if out.returncode != 0 or not item("order-20"):
+        fail("the record was not recovered")
+    proved("kinesis-recover fetched the record back from the stream and applied it through the consumer")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateway", required=True)
-    parser.add_argument("--redrive", required=True)
+    parser.add_argument("--bin-dir", required=True, help="where sqs-redrive and kinesis-recover are built")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="demo-")
@@ -167,7 +244,7 @@ def main():
         wait_for("moto", lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30)
         # Shorter timeouts than the template's defaults keep the failure path quick; the template
         # itself is untouched, exactly as `sam deploy --parameter-overrides` would do.
-        overrides = "QueueVisibilityTimeout=2 ConsumerTimeout=2 MaxReceiveCount=2"
+        overrides = "QueueVisibilityTimeout=2 ConsumerTimeout=2 MaxReceiveCount=2 KinesisStream.MaximumRetryAttempts=1"
         say(f"Starting the local stack (moto on {port}; overrides: {overrides})")
         log = open(os.path.join(workdir, "gateway.log"), "w")
         gateway = subprocess.Popen(
@@ -180,7 +257,8 @@ def main():
             fail("the local gateway did not start:\n" + open(os.path.join(workdir, "gateway.log")).read())
         with open(state_file) as f:
             state = json.load(f)
-        sqs_buffer(state, state["patterns"]["SqsBuffer"], args.redrive)
+        sqs_buffer(state, state["patterns"]["SqsBuffer"], os.path.join(args.bin_dir, "sqs-redrive"))
+        kinesis_stream(state, state["patterns"]["KinesisStream"], os.path.join(args.bin_dir, "kinesis-recover"))
         say(f"\nDemo complete: {STEP} steps behaved as described.")
     finally:
         if gateway is not None:

@@ -5,13 +5,24 @@
     curl -u "$API_USER:$API_PASSWORD" -d '{"eventId":"e-1"}' "$BASE_URL/submit"
 
 Exports AWS_ENDPOINT_URL (moto) and test credentials, so the AWS CLI, SDKs and the project's tools
-reach the local stack; BASE_URL, API_USER, API_PASSWORD; and QUEUE_URL, DLQ_URL, TABLE_NAME when
-the pattern has them.
+reach the local stack; BASE_URL, API_USER, API_PASSWORD; and, when the pattern has them, QUEUE_URL
+and DLQ_URL (a queue and its dead-letter queue), <QUEUE_NAME>_URL for every queue, TABLE_NAME and
+STREAM_NAME.
 """
 import argparse
 import json
 import shlex
 import sys
+
+
+def snake(name: str) -> str:
+    """FailureQueue -> FAILURE_QUEUE."""
+    out = ""
+    for i, c in enumerate(name):
+        if c.isupper() and i > 0:
+            out += "_"
+        out += c.upper()
+    return out
 
 
 def main() -> int:
@@ -48,9 +59,15 @@ def main() -> int:
         if target:
             env["QUEUE_URL"] = queue["url"]
             env["DLQ_URL"] = next(q["url"] for q in queues.values() if q["arn"] == target)
+    # Every queue also under its own name: FailureQueue -> FAILURE_QUEUE_URL.
+    for logical, queue in queues.items():
+        env[snake(logical) + "_URL"] = queue["url"]
     tables = pattern.get("tables", {})
     if len(tables) == 1:
         env["TABLE_NAME"] = next(iter(tables.values()))
+    streams = pattern.get("streams", {})
+    if len(streams) == 1:
+        env["STREAM_NAME"] = next(iter(streams.values()))
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
     return 0

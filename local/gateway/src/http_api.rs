@@ -644,14 +644,17 @@ impl HttpApi {
                     .set_explicit_hash_key(value("ExplicitHashKey"))
                     .set_sequence_number_for_ordering(value("SequenceNumberForOrdering"));
                 match put.send().await {
-                    Ok(out) => ok_json(
-                        json!({
+                    Ok(out) => {
+                        let mut body = json!({
                             "SequenceNumber": out.sequence_number(),
                             "ShardId": out.shard_id(),
-                            "EncryptionType": out.encryption_type().map(|e| e.as_str()),
-                        }),
-                        &request.id,
-                    ),
+                        });
+                        // Present only when the stream is encrypted (moto never reports it).
+                        if let Some(kind) = out.encryption_type() {
+                            body["EncryptionType"] = json!(kind.as_str());
+                        }
+                        ok_json(body, &request.id)
+                    }
                     Err(error) => service_failure(
                         error.raw_response().map(|r| r.status().as_u16()),
                         aws_sdk_kinesis::error::ProvideErrorMetadata::message(&error),

@@ -554,6 +554,20 @@ async fn create_stream(
         request = request.shard_count(shards);
     }
     request.send().await?;
+    if let Some(key) = props.pointer("/StreamEncryption/KeyId") {
+        // Server-side encryption as declared, so PutRecord answers EncryptionType KMS as in AWS.
+        let result = clients
+            .kinesis
+            .start_stream_encryption()
+            .stream_name(&name)
+            .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+            .key_id(scalar_to_string(key))
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(stream = %name, error = %aws_sdk_kinesis::error::DisplayErrorContext(&error), "the emulator did not enable stream encryption");
+        }
+    }
     // CloudFormation returns once the stream is ACTIVE; so does this.
     for _ in 0..100 {
         let summary = clients

@@ -69,12 +69,17 @@ async fn main() -> Result<()> {
     }
     for r in &report {
         println!(
-            "{} {}..{}: {} of {} recovered, {} expired, {} still failing{}",
+            "{} {}..{}: {} of {} {}, {} expired, {} still failing{}",
             r.shard_id,
             r.start,
             r.end,
             r.recovered,
             r.expected,
+            if replay == Replay::DryRun {
+                "still retained (dry run)"
+            } else {
+                "recovered"
+            },
             r.expired,
             r.still_failing,
             if r.deleted {
