@@ -294,14 +294,30 @@ fn every_function_runs_under_its_own_role_with_no_wildcard_resources_but_x_ray()
         let template = Template::load(&path).expect("template");
         for (logical, function) in template.resources_of("AWS::Serverless::Function") {
             let props = &function["Properties"];
-            assert!(props.get("Role").is_some(), "{}: {logical} has no explicit Role", path.display());
-            assert!(props.get("Policies").is_none(), "{}: {logical} lets SAM build its role", path.display());
+            assert!(
+                props.get("Role").is_some(),
+                "{}: {logical} has no explicit Role",
+                path.display()
+            );
+            assert!(
+                props.get("Policies").is_none(),
+                "{}: {logical} lets SAM build its role",
+                path.display()
+            );
         }
         for (logical, role) in template.resources_of("AWS::IAM::Role") {
             let props = &role["Properties"];
-            assert!(props.get("ManagedPolicyArns").is_none(), "{}: {logical} attaches managed policies", path.display());
+            assert!(
+                props.get("ManagedPolicyArns").is_none(),
+                "{}: {logical} attaches managed policies",
+                path.display()
+            );
             for policy in props["Policies"].as_array().into_iter().flatten() {
-                for statement in policy["PolicyDocument"]["Statement"].as_array().into_iter().flatten() {
+                for statement in policy["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     if statement["Resource"] != "*" {
                         continue;
                     }

@@ -1,0 +1,19 @@
+//! Lambda entry point of the async-invoke error handler: wiring only.
+
+use async_invoke_error_handler::{Config, DestinationRecord, ErrorHandler};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    aws_setup::init_lambda_tracing();
+    let config = Config::from_env()?;
+    let sdk = aws_setup::load().await;
+    let handler = ErrorHandler::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let handler = &handler;
+    run(service_fn(
+        move |event: LambdaEvent<DestinationRecord>| async move {
+            Ok::<_, Error>(handler.handle(event.payload).await?)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,97 @@
+//! async-invoke processor: runs a job delivered by an asynchronous invoke and records its progress.
+//!
+//! It records `RUNNING` first (conditionally: a redelivered event never resets a finished job),
+//! runs the [`Job`], and records `SUCCEEDED` with the result. A failing job is a function error:
+//! Lambda retries it as the function's `EventInvokeConfig` says, then hands the event to the
+//! on-failure destination (the error handler).
+
+use std::sync::Arc;
+
+use async_invoke_jobs::{
+    DynamoDbJobs, Job, JobError, JobRequest, JobStore, SleepJob, StoreError, Transition,
+};
+use serde_json::{Value, json};
+
+/// Settings of the processor, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The jobs table.
+    pub table_name: String,
+}
+
+impl Config {
+    /// Reads `TABLE_NAME` from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table_name = lookup("TABLE_NAME")
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError("TABLE_NAME"))?;
+        Ok(Self { table_name })
+    }
+}
+
+/// A required environment variable is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is required")]
+pub struct ConfigError(pub &'static str);
+
+/// Why processing failed (a Lambda function error, retried by Lambda).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The job failed or its parameters are invalid.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The jobs table could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The processor, built once per execution environment.
+#[derive(Clone)]
+pub struct Processor {
+    store: Arc<dyn JobStore>,
+    job: Arc<dyn Job>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// A processor recording to `store` and running `job`.
+    pub fn new(store: Arc<dyn JobStore>, job: Arc<dyn Job>) -> Self {
+        Self { store, job }
+    }
+
+    /// The sample processor: [`SleepJob`] on the table named in `config`.
+    pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
+        Self::new(
+            Arc::new(DynamoDbJobs::new(client, config.table_name.clone())),
+            Arc::new(SleepJob),
+        )
+    }
+
+    /// Runs one job request.
+    pub async fn handle(&self, request: JobRequest) -> Result<Value, ProcessError> {
+        if self.store.start(&request).await? == Transition::Skipped {
+            tracing::info!(job_id = %request.job_id, "job already finished; duplicate delivery ignored");
+            return Ok(json!({ "jobId": request.job_id, "skipped": true }));
+        }
+        let result = self
+            .job
+            .run(&request.parameters)
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(job_id = %request.job_id, error = %error, "job failed");
+            })?;
+        self.store.succeed(&request.job_id, &result).await?;
+        tracing::info!(job_id = %request.job_id, "job succeeded");
+        Ok(json!({ "jobId": request.job_id, "status": "SUCCEEDED" }))
+    }
+}

@@ -1,0 +1,20 @@
+//! Lambda entry point of the async-invoke processor: wiring only.
+
+use async_invoke_jobs::JobRequest;
+use async_invoke_processor::{Config, Processor};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    aws_setup::init_lambda_tracing();
+    let config = Config::from_env()?;
+    let sdk = aws_setup::load().await;
+    let processor = Processor::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let processor = &processor;
+    run(service_fn(
+        move |event: LambdaEvent<JobRequest>| async move {
+            Ok::<_, Error>(processor.handle(event.payload).await?)
+        },
+    ))
+    .await
+}
