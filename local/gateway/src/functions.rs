@@ -42,6 +42,8 @@ enum Handler {
     BasicAuth(basic_auth::Authorizer),
     SqsBufferConsumer(sqs_buffer_consumer::Consumer),
     KinesisStreamConsumer(kinesis_stream_consumer::Consumer),
+    AsyncInvokeProcessor(async_invoke_processor::Processor),
+    AsyncInvokeFailures(async_invoke_error_handler::ErrorHandler),
 }
 
 /// Binary names the gateway can run in-process.
@@ -49,6 +51,8 @@ pub const KNOWN_BINARIES: &[&str] = &[
     "basic-auth-authorizer",
     "sqs-buffer-consumer",
     "kinesis-stream-consumer",
+    "async-invoke-processor",
+    "async-invoke-error-handler",
 ];
 
 impl Handler {
@@ -79,6 +83,22 @@ impl Handler {
                     &config,
                     aws_sdk_dynamodb::Client::new(sdk),
                 ))
+            }
+            "async-invoke-processor" => {
+                let config = async_invoke_processor::Config::from_lookup(lookup)?;
+                Handler::AsyncInvokeProcessor(async_invoke_processor::Processor::from_config(
+                    &config,
+                    aws_sdk_dynamodb::Client::new(sdk),
+                ))
+            }
+            "async-invoke-error-handler" => {
+                let config = async_invoke_error_handler::Config::from_lookup(lookup)?;
+                Handler::AsyncInvokeFailures(
+                    async_invoke_error_handler::ErrorHandler::from_config(
+                        &config,
+                        aws_sdk_dynamodb::Client::new(sdk),
+                    ),
+                )
             }
             other => bail!(
                 "no in-process handler for binary {other:?} (known: {})",
@@ -112,6 +132,24 @@ impl Handler {
                     .map_err(|e| FunctionError::new("BatchError", e))?;
                 encode(answer)
             }
+            Handler::AsyncInvokeProcessor(processor) => {
+                let request: async_invoke_jobs::JobRequest = decode(payload)?;
+                let answer = processor.handle(request).await.map_err(|e| {
+                    let kind = match &e {
+                        async_invoke_processor::ProcessError::Job(_) => "JobError",
+                        async_invoke_processor::ProcessError::Store(_) => "StoreError",
+                    };
+                    FunctionError::new(kind, error_chain(&e))
+                })?;
+                encode(answer)
+            }
+            Handler::AsyncInvokeFailures(handler) => {
+                let answer = handler
+                    .handle_event(payload)
+                    .await
+                    .map_err(|e| FunctionError::new("HandlerError", error_chain(&e)))?;
+                encode(answer)
+            }
             Handler::KinesisStreamConsumer(consumer) => {
                 let event: batch_consumer::kinesis::KinesisEvent = decode(payload)?;
                 let answer = consumer
@@ -128,8 +166,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // SDK errors repeat their cause in their own text: keep each part once.
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = s.source();
     }
     text

@@ -7,11 +7,15 @@
 //! ([`http_api`]) and emulates the event source mappings ([`sqs_esm`]). Everything it does is read
 //! from the templates: change a batch size or a redrive count there and local behaviour follows.
 
+pub mod apigw_helper;
+pub mod async_invoke;
 pub mod cfn;
 pub mod functions;
 pub mod http_api;
 pub mod kinesis_esm;
+pub mod rest_api;
 pub mod run;
+pub mod sigv4;
 pub mod sqs_esm;
 pub mod stack;
 

@@ -13,9 +13,20 @@ use anyhow::{Context as _, Result, bail};
 use local_gateway::cfn::parse_overrides;
 use local_gateway::run::{Options, start};
 
+/// The project's virtualenv Python when run from the repository, else `python3`.
+fn default_python() -> String {
+    let venv = std::path::Path::new(".venv/bin/python");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".into()
+    }
+}
+
 fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
-     [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"]"
+     [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
+     [--python PATH] [--async-retry-seconds N]"
 }
 
 fn parse_args() -> Result<Options> {
@@ -27,6 +38,8 @@ fn parse_args() -> Result<Options> {
         port: 3000,
         state_file: PathBuf::from(".local/stack.json"),
         overrides: BTreeMap::new(),
+        python: default_python(),
+        async_retry_unit: std::time::Duration::from_secs(1),
     };
     let mut raw_overrides = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -43,6 +56,13 @@ fn parse_args() -> Result<Options> {
             "--port" => options.port = value()?.parse().context("--port must be a port number")?,
             "--state-file" => options.state_file = value()?.into(),
             "--parameter-overrides" | "--param" => raw_overrides.push(value()?),
+            "--python" => options.python = value()?,
+            "--async-retry-seconds" => {
+                let seconds: f64 = value()?
+                    .parse()
+                    .context("--async-retry-seconds must be a number")?;
+                options.async_retry_unit = std::time::Duration::from_secs_f64(seconds);
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
+use crate::apigw_helper::Helper;
+use crate::async_invoke::AsyncInvoker;
+use crate::sigv4::SigningKey;
 use crate::stack::{Clients, Stack};
-use crate::{functions, http_api, kinesis_esm, sqs_esm, stack};
+use crate::{functions, http_api, kinesis_esm, rest_api, sqs_esm, stack};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct Options {
     pub state_file: PathBuf,
     /// `Name=Value` parameter overrides.
     pub overrides: BTreeMap<String, String>,
+    /// Python with airspeed-ext and jsonschema, for REST API mapping templates.
+    pub python: String,
+    /// Wait before the first retry of a failed asynchronous invoke (doubled for the second).
+    pub async_retry_unit: std::time::Duration,
 }
 
 /// A running local stack.
@@ -45,6 +52,7 @@ pub async fn start(options: &Options) -> Result<Running> {
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         secrets: aws_sdk_secretsmanager::Client::new(&sdk),
         kinesis: aws_sdk_kinesis::Client::new(&sdk),
+        events: aws_sdk_eventbridge::Client::new(&sdk),
     };
     let stacks = stack::provision(
         &options.template,
@@ -56,8 +64,39 @@ pub async fn start(options: &Options) -> Result<Running> {
     .await?;
     let mut next_port = options.port;
     let mut described = serde_json::Map::new();
+    // Functions first: asynchronous invokes and destinations may cross from one to another.
+    let mut per_stack = Vec::new();
     for stack in &stacks {
-        let functions = functions::load(stack, &sdk).await?;
+        per_stack.push(functions::load(stack, &sdk).await?);
+    }
+    let all_functions: Vec<_> = per_stack.iter().flatten().cloned().collect();
+    let all_queues: HashMap<String, String> = stacks
+        .iter()
+        .flat_map(|stack| {
+            stack
+                .template
+                .resources_of("AWS::SQS::Queue")
+                .filter_map(|(logical, _)| stack.scope.resources.get(logical))
+                .filter_map(|p| Some((p.attributes.get("Arn")?.clone(), p.reference.clone())))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let invoker = Arc::new(AsyncInvoker::new(
+        &all_functions,
+        all_queues,
+        clients.sqs.clone(),
+        clients.events.clone(),
+        options.async_retry_unit,
+    ));
+    let signing = SigningKey {
+        access_key_id: format!("AKIALOCAL{}", crate::random_alnum(11).to_ascii_uppercase()),
+        secret_access_key: crate::random_alnum(40),
+    };
+    let mut helper: Option<Arc<Helper>> = None;
+    for (stack, functions) in stacks.iter().zip(per_stack) {
+        for delivery in &stack.deliveries {
+            start_delivery(delivery.clone(), clients.sqs.clone(), invoker.clone());
+        }
         let queues_by_arn: HashMap<String, String> = stack
             .template
             .resources_of("AWS::SQS::Queue")
@@ -116,6 +155,45 @@ pub async fn start(options: &Options) -> Result<Running> {
                 }
             });
         }
+        let has_rest = ["AWS::Serverless::Api", "AWS::ApiGateway::RestApi"]
+            .iter()
+            .any(|kind| stack.template.resources_of(kind).next().is_some());
+        if has_rest {
+            let helper = match &helper {
+                Some(h) => h.clone(),
+                None => {
+                    let h = Arc::new(Helper::start(&options.python)?);
+                    helper = Some(h.clone());
+                    h
+                }
+            };
+            let shared = rest_api::Shared {
+                invoker: invoker.clone(),
+                helper,
+                signing: signing.clone(),
+                endpoint: options.endpoint.clone(),
+            };
+            for api in rest_api::load(stack, &functions, &shared)? {
+                let listener = bind(next_port).await?;
+                if next_port != 0 {
+                    next_port += 1;
+                }
+                let address = listener.local_addr()?;
+                let base_url = format!("http://{address}/{}", api.stage);
+                let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
+                apis.insert(
+                    name,
+                    json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": "AWS_IAM" }),
+                );
+                let api = Arc::new(api);
+                tokio::spawn(async move {
+                    let id = api.id.clone();
+                    if let Err(error) = api.serve(listener).await {
+                        tracing::error!(api = %id, error = %error, "API server stopped");
+                    }
+                });
+            }
+        }
         if let Some(description) = describe(stack, &apis) {
             let key = if stack.path.is_empty() {
                 "Root".to_owned()
@@ -131,6 +209,13 @@ pub async fn start(options: &Options) -> Result<Running> {
         "motoEndpoint": options.endpoint,
         "accessKeyId": "testing",
         "secretAccessKey": "testing",
+        // Credentials to sign requests to AWS_IAM APIs with (service execute-api).
+        "signing": {
+            "accessKeyId": signing.access_key_id,
+            "secretAccessKey": signing.secret_access_key,
+            "region": options.region,
+            "service": "execute-api",
+        },
         "patterns": described,
     });
     if let Some(parent) = options.state_file.parent() {
@@ -142,6 +227,39 @@ pub async fn start(options: &Options) -> Result<Running> {
     std::fs::rename(&partial, &options.state_file)
         .with_context(|| format!("cannot write {}", options.state_file.display()))?;
     Ok(Running { description })
+}
+
+/// Delivers a rule's events from the gateway's queue to the target function, asynchronously, as
+/// EventBridge invokes Lambda targets.
+fn start_delivery(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<AsyncInvoker>) {
+    tokio::spawn(async move {
+        loop {
+            let received = sqs
+                .receive_message()
+                .queue_url(&delivery.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await;
+            let Ok(out) = received else {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            };
+            for message in out.messages() {
+                let event: Value =
+                    serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Value::Null);
+                if invoker.invoke(&delivery.function_arn, event).is_none() {
+                    tracing::error!(target = %delivery.function_arn, "rule target is not a function of the stack");
+                }
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&delivery.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await;
+            }
+        }
+    });
 }
 
 async fn bind(port: u16) -> Result<tokio::net::TcpListener> {

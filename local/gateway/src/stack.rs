@@ -31,6 +31,18 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// Kinesis.
     pub kinesis: aws_sdk_kinesis::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+}
+
+/// A rule target the gateway delivers itself: moto cannot invoke Lambda targets, so the rule
+/// targets a queue the gateway owns, and the gateway invokes the function from it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The internal queue.
+    pub queue_url: String,
+    /// The function the rule targets.
+    pub function_arn: String,
 }
 
 /// One provisioned stack (the root, or a nested application).
@@ -46,6 +58,8 @@ pub struct Stack {
     pub outputs: BTreeMap<String, String>,
     /// Generated secret values, by logical id (the local stack publishes its credentials).
     pub secret_values: BTreeMap<String, String>,
+    /// Rule targets the gateway delivers.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Provisions `template` and every stack it nests; returns them root first.
@@ -114,6 +128,7 @@ fn provision_one<'a>(
             .evaluate_conditions(template.doc.get("Conditions"))
             .map_err(|e| anyhow!("{}: {e}", template_path.display()))?;
         let mut secret_values = BTreeMap::new();
+        let mut deliveries = Vec::new();
         let index = stacks.len();
         // Resources whose Condition is false do not exist.
         let mut skipped = Vec::new();
@@ -169,6 +184,11 @@ fn provision_one<'a>(
                     "AWS::SQS::Queue" => create_queue(clients, &name, &props).await,
                     "AWS::DynamoDB::Table" => create_table(clients, &name, &props).await,
                     "AWS::Kinesis::Stream" => create_stream(clients, &name, &props, region).await,
+                    "AWS::Events::EventBus" => create_bus(clients, &name, &props).await,
+                    "AWS::Events::Archive" => create_archive(clients, &name, &props).await,
+                    "AWS::Events::Rule" => {
+                        create_rule(clients, &name, &props, &mut deliveries).await
+                    }
                     "AWS::SecretsManager::Secret" => {
                         create_secret(clients, &name, &props, &logical, &mut secret_values).await
                     }
@@ -253,6 +273,7 @@ fn provision_one<'a>(
             scope,
             outputs,
             secret_values,
+            deliveries,
         };
         stacks.insert(index, stack.clone());
         Ok(stack)
@@ -589,6 +610,138 @@ async fn create_stream(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     bail!("stream {name} did not become ACTIVE in {region}")
+}
+
+async fn create_bus(clients: &Clients, name: &str, props: &Value) -> Result<Physical> {
+    let name = props
+        .get("Name")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| name.to_owned());
+    let out = clients.events.create_event_bus().name(&name).send().await?;
+    let arn = out
+        .event_bus_arn
+        .ok_or_else(|| anyhow!("CreateEventBus returned no ARN"))?;
+    Ok(Physical {
+        reference: name.clone(),
+        attributes: [("Arn".to_owned(), arn), ("Name".to_owned(), name)]
+            .into_iter()
+            .collect(),
+    })
+}
+
+async fn create_archive(clients: &Clients, name: &str, props: &Value) -> Result<Physical> {
+    let name = props
+        .get("ArchiveName")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| name.to_owned());
+    let source = props
+        .get("SourceArn")
+        .map(scalar_to_string)
+        .ok_or_else(|| anyhow!("Archive needs SourceArn"))?;
+    let mut request = clients
+        .events
+        .create_archive()
+        .archive_name(&name)
+        .event_source_arn(source);
+    if let Some(pattern) = props.get("EventPattern") {
+        request = request.event_pattern(pattern.to_string());
+    }
+    if let Some(days) = props
+        .get("RetentionDays")
+        .map(scalar_to_string)
+        .and_then(|d| d.parse().ok())
+    {
+        request = request.retention_days(days);
+    }
+    let out = request.send().await?;
+    let arn = out.archive_arn.unwrap_or_default();
+    Ok(Physical {
+        reference: name,
+        attributes: [("Arn".to_owned(), arn)].into_iter().collect(),
+    })
+}
+
+async fn create_rule(
+    clients: &Clients,
+    name: &str,
+    props: &Value,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<Physical> {
+    let name = props
+        .get("Name")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| name.to_owned());
+    let bus = props
+        .get("EventBusName")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| "default".into());
+    let mut request = clients.events.put_rule().name(&name).event_bus_name(&bus);
+    if let Some(pattern) = props.get("EventPattern") {
+        request = request.event_pattern(pattern.to_string());
+    }
+    let arn = request.send().await?.rule_arn.unwrap_or_default();
+    let mut targets = Vec::new();
+    for target in props
+        .get("Targets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = target
+            .get("Id")
+            .map(scalar_to_string)
+            .unwrap_or_else(|| "target".into());
+        let target_arn = target.get("Arn").map(scalar_to_string).unwrap_or_default();
+        let delivered_arn = if target_arn.starts_with("arn:aws:lambda:") {
+            // moto cannot invoke a Lambda target: deliver through a queue of the gateway's.
+            let queue = clients
+                .sqs
+                .create_queue()
+                .queue_name(format!("{name}-delivery"))
+                .send()
+                .await?;
+            let url = queue.queue_url.ok_or_else(|| anyhow!("no queue URL"))?;
+            let attrs = clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await?;
+            let queue_arn = attrs
+                .attributes()
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+                .cloned()
+                .unwrap_or_default();
+            deliveries.push(Delivery {
+                queue_url: url,
+                function_arn: target_arn,
+            });
+            queue_arn
+        } else {
+            target_arn
+        };
+        targets.push(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id(id)
+                .arn(delivered_arn)
+                .build()?,
+        );
+    }
+    if !targets.is_empty() {
+        clients
+            .events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(&bus)
+            .set_targets(Some(targets))
+            .send()
+            .await?;
+    }
+    Ok(Physical {
+        reference: name,
+        attributes: [("Arn".to_owned(), arn)].into_iter().collect(),
+    })
 }
 
 async fn create_secret(

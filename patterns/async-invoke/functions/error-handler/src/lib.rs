@@ -70,6 +70,22 @@ pub struct DestinationRecord {
 }
 
 impl DestinationRecord {
+    /// Reads the record from what the handler was invoked with: the destination record itself
+    /// (from Lambda), or an EventBridge event replayed from the failure archive, whose `detail`
+    /// is the destination record of the handler's own failed invoke, and whose
+    /// `detail.requestPayload` is therefore the original record.
+    pub fn from_event(event: Value) -> Result<Self, serde_json::Error> {
+        if event.get("detail-type").is_some() {
+            let inner = event
+                .get("detail")
+                .and_then(|d| d.get("requestPayload"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            return serde_json::from_value(inner);
+        }
+        serde_json::from_value(event)
+    }
+
     /// The failure to record.
     pub fn failure(&self) -> Failure {
         let field = |k: &str| {
@@ -87,6 +103,18 @@ impl DestinationRecord {
             condition: self.request_context.condition.clone(),
         }
     }
+}
+
+/// Why the error handler failed (Lambda then retries it, and finally sends the event to its own
+/// on-failure destination, the EventBridge archive).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event is neither a destination record nor a replayed one.
+    #[error("event is not a Lambda destination record")]
+    NotARecord(#[source] serde_json::Error),
+    /// The jobs table could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The error handler, built once per execution environment.
@@ -115,6 +143,13 @@ impl ErrorHandler {
         )))
     }
 
+    /// Records the failed job described by `event` (a destination record, or a replayed
+    /// EventBridge event carrying one).
+    pub async fn handle_event(&self, event: Value) -> Result<Value, HandlerError> {
+        let record = DestinationRecord::from_event(event).map_err(HandlerError::NotARecord)?;
+        Ok(self.handle(record).await?)
+    }
+
     /// Records the failed job.
     pub async fn handle(&self, record: DestinationRecord) -> Result<Value, StoreError> {
         let failure = record.failure();
@@ -127,5 +162,29 @@ impl ErrorHandler {
             "job failure recorded"
         );
         Ok(json!({ "jobId": record.request_payload.job_id, "status": "FAILED" }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Value {
+        json!({"version": "1.0", "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+               "requestPayload": {"jobId": "j1", "parameters": {"seconds": 1}},
+               "responsePayload": {"errorMessage": "job failed: boom", "errorType": "JobError"}})
+    }
+
+    #[test]
+    fn reads_a_destination_record_and_a_replayed_eventbridge_event() {
+        let direct = DestinationRecord::from_event(record()).expect("record");
+        assert_eq!(direct.request_payload.job_id, "j1");
+        assert_eq!(direct.failure().attempts, 3);
+        assert_eq!(direct.failure().message, "job failed: boom");
+        let replayed = json!({"detail-type": "Lambda Function Invocation Result - Failure", "source": "lambda",
+                              "replay-name": "r1", "detail": {"requestPayload": record()}});
+        let unwrapped = DestinationRecord::from_event(replayed).expect("record");
+        assert_eq!(unwrapped.request_payload.job_id, "j1");
+        assert!(DestinationRecord::from_event(json!({"hello": 1})).is_err());
     }
 }

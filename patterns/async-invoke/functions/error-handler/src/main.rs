@@ -1,6 +1,6 @@
 //! Lambda entry point of the async-invoke error handler: wiring only.
 
-use async_invoke_error_handler::{Config, DestinationRecord, ErrorHandler};
+use async_invoke_error_handler::{Config, ErrorHandler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -11,8 +11,8 @@ async fn main() -> Result<(), Error> {
     let handler = ErrorHandler::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
     let handler = &handler;
     run(service_fn(
-        move |event: LambdaEvent<DestinationRecord>| async move {
-            Ok::<_, Error>(handler.handle(event.payload).await?)
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(handler.handle_event(event.payload).await?)
         },
     ))
     .await

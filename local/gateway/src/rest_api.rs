@@ -1,0 +1,819 @@
+//! REST APIs (`AWS::Serverless::Api` / `AWS::ApiGateway::RestApi` defined by an OpenAPI body)
+//! served on 127.0.0.1 at their stage path, as API Gateway serves them.
+//!
+//! From the OpenAPI document alone: routes, `AWS_IAM` (SigV4) authorization, request validators
+//! with their JSON-schema models, and non-proxy `aws` integrations with their request and response
+//! mapping templates — a Lambda function (synchronous, or asynchronous with
+//! `X-Amz-Invocation-Type: 'Event'`) or an AWS service action such as DynamoDB `GetItem`, which is
+//! called on moto with the rendered request. An integration response is selected by matching
+//! `selectionPattern` against the integration's status code (for AWS services) or the Lambda
+//! error message, and `$context.responseOverride` can change the status and headers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, anyhow, bail};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::apigw_helper::Helper;
+use crate::async_invoke::AsyncInvoker;
+use crate::cfn::scalar_to_string;
+use crate::functions::Function;
+use crate::sigv4::{SignedRequest, SigningKey};
+use crate::stack::Stack;
+
+#[derive(Debug, Clone)]
+struct Route {
+    method: String,
+    path: String,
+    segments: Vec<String>,
+    sigv4: bool,
+    validate_body: bool,
+    validate_params: bool,
+    body_schema: Option<Value>,
+    required_params: Vec<(String, String)>,
+    integration: Value,
+}
+
+/// One REST API, ready to serve.
+#[derive(Debug)]
+pub struct RestApi {
+    /// Stack path and logical id.
+    pub id: String,
+    /// The API id.
+    pub api_id: String,
+    /// The stage (served as the first path segment).
+    pub stage: String,
+    routes: Vec<Route>,
+    region: String,
+    functions: Vec<Arc<Function>>,
+    invoker: Arc<AsyncInvoker>,
+    helper: Arc<Helper>,
+    signing: SigningKey,
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+/// Everything REST APIs share.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Runs asynchronous invokes.
+    pub invoker: Arc<AsyncInvoker>,
+    /// Renders templates, validates bodies.
+    pub helper: Arc<Helper>,
+    /// The published signing credentials.
+    pub signing: SigningKey,
+    /// moto's endpoint, for service integrations.
+    pub endpoint: String,
+}
+
+/// Resolves local `$ref`s (`#/components/schemas/X`, `#/definitions/X`) in `schema`.
+fn inline_refs(schema: &Value, document: &Value, depth: usize) -> Value {
+    if depth > 16 {
+        return schema.clone();
+    }
+    match schema {
+        Value::Object(map) => {
+            if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+                if let Some(pointer) = reference.strip_prefix('#') {
+                    if let Some(target) = document.pointer(pointer) {
+                        return inline_refs(target, document, depth + 1);
+                    }
+                }
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline_refs(v, document, depth + 1)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| inline_refs(v, document, depth + 1))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Reads the REST APIs of `stack`.
+pub fn load(stack: &Stack, functions: &[Arc<Function>], shared: &Shared) -> Result<Vec<RestApi>> {
+    let mut apis = Vec::new();
+    for kind in ["AWS::Serverless::Api", "AWS::ApiGateway::RestApi"] {
+        for (logical, resource) in stack.template.resources_of(kind) {
+            let props = stack
+                .scope
+                .resolve(resource.get("Properties").unwrap_or(&Value::Null))
+                .map_err(|e| anyhow!("{logical}: {e}"))?;
+            let document = props
+                .get("DefinitionBody")
+                .or_else(|| props.get("Body"))
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow!("{logical}: only APIs defined by an OpenAPI body are served locally")
+                })?;
+            let stage = props
+                .get("StageName")
+                .map(scalar_to_string)
+                .unwrap_or_else(|| "prod".into());
+            let api_id = stack
+                .scope
+                .resources
+                .get(logical)
+                .map(|p| p.reference.clone())
+                .unwrap_or_default();
+            apis.push(RestApi {
+                id: if stack.path.is_empty() {
+                    logical.clone()
+                } else {
+                    format!("{}.{logical}", stack.path)
+                },
+                api_id,
+                stage,
+                routes: routes(&document)?,
+                region: stack.scope.region.clone(),
+                functions: functions.to_vec(),
+                invoker: shared.invoker.clone(),
+                helper: shared.helper.clone(),
+                signing: shared.signing.clone(),
+                endpoint: shared.endpoint.clone(),
+                http: reqwest::Client::new(),
+            });
+        }
+    }
+    Ok(apis)
+}
+
+fn routes(document: &Value) -> Result<Vec<Route>> {
+    let validators = document
+        .get("x-amazon-apigateway-request-validators")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let default_validator = document
+        .get("x-amazon-apigateway-request-validator")
+        .and_then(Value::as_str);
+    let schemes = document
+        .pointer("/components/securitySchemes")
+        .or_else(|| document.get("securityDefinitions"));
+    let is_sigv4 = |name: &str| {
+        schemes
+            .and_then(|s| s.get(name))
+            .and_then(|s| s.get("x-amazon-apigateway-authtype"))
+            .and_then(Value::as_str)
+            == Some("awsSigv4")
+    };
+    let mut out = Vec::new();
+    for (path, item) in document
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let method = match method.as_str() {
+                "x-amazon-apigateway-any-method" => "ANY".to_owned(),
+                m @ ("get" | "post" | "put" | "delete" | "patch" | "head" | "options") => {
+                    m.to_ascii_uppercase()
+                }
+                _ => continue,
+            };
+            let integration = operation
+                .get("x-amazon-apigateway-integration")
+                .cloned()
+                .ok_or_else(|| anyhow!("{method} {path} has no x-amazon-apigateway-integration"))?;
+            let security = operation
+                .get("security")
+                .or_else(|| document.get("security"));
+            let sigv4 = security
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .flat_map(|m| m.keys())
+                .any(|name| is_sigv4(name));
+            let validator = operation
+                .get("x-amazon-apigateway-request-validator")
+                .and_then(Value::as_str)
+                .or(default_validator)
+                .and_then(|name| validators.get(name));
+            let flag = |key: &str| {
+                validator
+                    .and_then(|v| v.get(key))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            let body_schema = operation
+                .pointer("/requestBody/content/application~1json/schema")
+                .or_else(|| {
+                    operation
+                        .get("parameters")
+                        .and_then(Value::as_array)
+                        .and_then(|p| p.iter().find(|p| p["in"] == "body"))
+                        .and_then(|p| p.get("schema"))
+                })
+                .map(|schema| inline_refs(schema, document, 0));
+            let required_params = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|p| p["required"] == true && p["in"] != "body")
+                .map(|p| (scalar_to_string(&p["in"]), scalar_to_string(&p["name"])))
+                .collect();
+            out.push(Route {
+                method,
+                path: path.clone(),
+                segments: path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                sigv4,
+                validate_body: flag("validateRequestBody"),
+                validate_params: flag("validateRequestParameters"),
+                body_schema,
+                required_params,
+                integration,
+            });
+        }
+    }
+    // Literal segments before parameters, as API Gateway prefers the most specific resource.
+    out.sort_by_key(|r| r.segments.iter().filter(|s| s.starts_with('{')).count());
+    Ok(out)
+}
+
+fn json_response(status: StatusCode, body: Value, request_id: &str) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+fn message(status: StatusCode, text: &str, request_id: &str) -> Response {
+    json_response(status, json!({ "message": text }), request_id)
+}
+
+struct Call {
+    request_id: String,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    path_params: BTreeMap<String, String>,
+    source_ip: String,
+    resource_path: String,
+}
+
+impl RestApi {
+    /// Serves the API on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
+        let app = axum::Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(
+                crate::http_api::MAX_PAYLOAD,
+            ))
+            .with_state(self);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Route keys served (`POST /jobs`, ...).
+    pub fn route_keys(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    fn find(&self, method: &Method, path: &str) -> Option<(&Route, BTreeMap<String, String>)> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.routes.iter().find_map(|route| {
+            if route.method != "ANY" && route.method != method.as_str() {
+                return None;
+            }
+            if route.segments.len() != parts.len() {
+                return None;
+            }
+            let mut params = BTreeMap::new();
+            for (segment, part) in route.segments.iter().zip(&parts) {
+                match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => {
+                        params.insert(name.to_owned(), (*part).to_owned());
+                    }
+                    None if segment == part => {}
+                    None => return None,
+                }
+            }
+            Some((route, params))
+        })
+    }
+
+    fn params(&self, call: &Call) -> Value {
+        let query: serde_json::Map<String, Value> = call
+            .query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+            .collect();
+        let headers: serde_json::Map<String, Value> = call
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str().to_owned(),
+                    Value::String(v.to_str().ok()?.to_owned()),
+                ))
+            })
+            .collect();
+        json!({ "path": call.path_params, "querystring": query, "header": headers })
+    }
+
+    fn context(&self, call: &Call) -> Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let access_key = call
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        json!({
+            "requestId": call.request_id,
+            "extendedRequestId": call.request_id,
+            "apiId": self.api_id,
+            "stage": self.stage,
+            "httpMethod": call.method.as_str(),
+            "resourcePath": call.resource_path,
+            "path": format!("/{}{}", self.stage, call.path),
+            "domainName": call.headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            "requestTimeEpoch": now.as_millis() as u64,
+            "accountId": crate::ACCOUNT_ID,
+            "identity": {
+                "sourceIp": call.source_ip,
+                "accessKey": access_key,
+                "caller": access_key,
+                "user": access_key,
+                "userAgent": call.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            },
+        })
+    }
+
+    async fn validate(&self, route: &Route, call: &Call) -> Result<(), Response> {
+        if route.validate_params {
+            let params = self.params(call);
+            let missing: Vec<&str> = route
+                .required_params
+                .iter()
+                .filter(|(place, name)| {
+                    let place = match place.as_str() {
+                        "query" => "querystring",
+                        other => other,
+                    };
+                    let value = if place == "header" {
+                        call.headers
+                            .get(name.as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    } else {
+                        params[place]
+                            .get(name.as_str())
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    };
+                    value.is_none_or(|v| v.is_empty())
+                })
+                .map(|(_, name)| name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Err(message(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "Missing required request parameters: [{}]",
+                        missing.join(", ")
+                    ),
+                    &call.request_id,
+                ));
+            }
+        }
+        if route.validate_body {
+            if let Some(schema) = &route.body_schema {
+                let body = String::from_utf8_lossy(&call.body);
+                match self.helper.validate(schema, &body).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => {
+                        tracing::info!(route = %route.path, reason = %why, "request body refused by the model");
+                        return Err(message(
+                            StatusCode::BAD_REQUEST,
+                            "Invalid request body",
+                            &call.request_id,
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "validation helper failed");
+                        return Err(message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
+                            &call.request_id,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders the request template, runs the integration, selects and renders the response.
+    async fn integrate(&self, route: &Route, call: &Call) -> Result<Response> {
+        let integration = &route.integration;
+        let kind = integration["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if kind != "aws" {
+            bail!("integration type {kind:?} is not served locally yet");
+        }
+        let params = self.params(call);
+        let context = self.context(call);
+        let content_type = call
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|| "application/json".into());
+        let templates = integration
+            .get("requestTemplates")
+            .and_then(Value::as_object);
+        let template =
+            templates.and_then(|t| t.get(&content_type).or_else(|| t.get("application/json")));
+        let body_text = String::from_utf8_lossy(&call.body).into_owned();
+        let request_body = match template {
+            Some(t) => {
+                self.helper
+                    .render(&scalar_to_string(t), &body_text, &params, &context)
+                    .await?
+                    .output
+            }
+            None if integration["passthroughBehavior"] == "never" => {
+                return Ok(message(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported Media Type",
+                    &call.request_id,
+                ));
+            }
+            None => body_text.clone(),
+        };
+        let uri = scalar_to_string(&integration["uri"]);
+        let (status, response_body, error_message) = if let Some(arn) = uri
+            .split("/functions/")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/invocations"))
+        {
+            let payload: Value = serde_json::from_str(&request_body).map_err(|e| {
+                anyhow!("the request template did not produce JSON for the function: {e}")
+            })?;
+            let invocation_type = integration
+                .pointer("/requestParameters/integration.request.header.X-Amz-Invocation-Type")
+                .and_then(Value::as_str)
+                .map(|v| v.trim_matches('\''))
+                .unwrap_or("RequestResponse");
+            if invocation_type == "Event" {
+                self.invoker.invoke(arn, payload).ok_or_else(|| {
+                    anyhow!("the integration invokes {arn}, which the stack does not hold")
+                })?;
+                (202u16, String::new(), None)
+            } else {
+                let function = self
+                    .functions
+                    .iter()
+                    .find(|f| f.arn == arn)
+                    .ok_or_else(|| {
+                        anyhow!("the integration invokes {arn}, which the stack does not hold")
+                    })?;
+                match function.invoke(payload).await {
+                    Ok(answer) => (200, answer.to_string(), None),
+                    Err(e) => {
+                        let body = json!({"errorMessage": e.message, "errorType": e.error_type});
+                        (200, body.to_string(), Some(e.message))
+                    }
+                }
+            }
+        } else if let Some((service, action)) = uri
+            .split(':')
+            .nth(4)
+            .and_then(|service| Some((service, uri.split(":action/").nth(1)?)))
+        {
+            self.call_service(service, action, &request_body).await?
+        } else {
+            bail!("integration uri {uri} is not served locally yet");
+        };
+        // Select the integration response: selectionPattern against the Lambda error message, or
+        // against the status code for AWS services; `default` otherwise.
+        let responses = integration.get("responses").and_then(Value::as_object);
+        let subject = error_message.clone().unwrap_or_else(|| status.to_string());
+        let chosen = responses
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| *key != "default")
+            .find(|(key, r)| {
+                let pattern = r
+                    .get("selectionPattern")
+                    .and_then(Value::as_str)
+                    .unwrap_or(key);
+                full_match(pattern, &subject)
+            })
+            .map(|(_, r)| r)
+            .or_else(|| responses.and_then(|r| r.get("default")));
+        let Some(chosen) = chosen else {
+            return Ok(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+                &call.request_id,
+            ));
+        };
+        let mut out_status: u16 = chosen
+            .get("statusCode")
+            .map(scalar_to_string)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        let mut headers = Vec::new();
+        let body = match chosen.pointer("/responseTemplates/application~1json") {
+            Some(t) => {
+                let rendered = self
+                    .helper
+                    .render(&scalar_to_string(t), &response_body, &params, &context)
+                    .await?;
+                if let Some(s) = rendered.status {
+                    out_status = s;
+                }
+                headers = rendered.headers;
+                rendered.output
+            }
+            None => response_body,
+        };
+        let mut response = (
+            StatusCode::from_u16(out_status).unwrap_or(StatusCode::OK),
+            body,
+        )
+            .into_response();
+        let h = response.headers_mut();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+            h.insert("x-amzn-requestid", v);
+        }
+        for (name, value) in headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                h.insert(n, v);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Calls an AWS service action on moto with the rendered body (the JSON protocols).
+    async fn call_service(
+        &self,
+        service: &str,
+        action: &str,
+        body: &str,
+    ) -> Result<(u16, String, Option<String>)> {
+        let (target, content_type) = match service {
+            "dynamodb" => ("DynamoDB_20120810", "application/x-amz-json-1.0"),
+            "sqs" => ("AmazonSQS", "application/x-amz-json-1.0"),
+            "kinesis" => ("Kinesis_20131202", "application/x-amz-json-1.1"),
+            "events" => ("AWSEvents", "application/x-amz-json-1.1"),
+            other => bail!("service integrations with {other} are not served locally yet"),
+        };
+        // moto routes by the credential scope's service; it does not check the signature.
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=local",
+            self.region
+        );
+        let response = self
+            .http
+            .post(format!("{}/", self.endpoint.trim_end_matches('/')))
+            .header("x-amz-target", format!("{target}.{action}"))
+            .header("content-type", content_type)
+            .header("authorization", authorization)
+            .body(body.to_owned())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?, None))
+    }
+}
+
+/// Whether `pattern` (a Java-style regex as API Gateway uses) matches all of `subject`. A small
+/// subset: literals, `.`, `.*`, `\d`, `{n}`, character classes are enough for status codes.
+fn full_match(pattern: &str, subject: &str) -> bool {
+    fn expand(pattern: &str) -> Option<Vec<(String, usize, usize)>> {
+        // (class, min, max) atoms
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut atoms: Vec<(String, usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let class = match chars[i] {
+                '\\' if chars.get(i + 1) == Some(&'d') => {
+                    i += 2;
+                    "0123456789".to_owned()
+                }
+                '\\' => {
+                    i += 2;
+                    chars.get(i - 1)?.to_string()
+                }
+                '.' => {
+                    i += 1;
+                    "ANY".to_owned()
+                }
+                '[' => {
+                    let end = chars[i..].iter().position(|c| *c == ']')? + i;
+                    let mut set = String::new();
+                    let inner: Vec<char> = chars[i + 1..end].to_vec();
+                    let mut j = 0;
+                    while j < inner.len() {
+                        if j + 2 < inner.len() && inner[j + 1] == '-' {
+                            for c in inner[j]..=inner[j + 2] {
+                                set.push(c);
+                            }
+                            j += 3;
+                        } else {
+                            set.push(inner[j]);
+                            j += 1;
+                        }
+                    }
+                    i = end + 1;
+                    set
+                }
+                c => {
+                    i += 1;
+                    c.to_string()
+                }
+            };
+            let (min, max) = match chars.get(i) {
+                Some('*') => {
+                    i += 1;
+                    (0, usize::MAX)
+                }
+                Some('+') => {
+                    i += 1;
+                    (1, usize::MAX)
+                }
+                Some('?') => {
+                    i += 1;
+                    (0, 1)
+                }
+                Some('{') => {
+                    let end = chars[i..].iter().position(|c| *c == '}')? + i;
+                    let n: usize = chars[i + 1..end].iter().collect::<String>().parse().ok()?;
+                    i = end + 1;
+                    (n, n)
+                }
+                _ => (1, 1),
+            };
+            atoms.push((class, min, max));
+        }
+        Some(atoms)
+    }
+    fn matches(atoms: &[(String, usize, usize)], s: &[char]) -> bool {
+        let Some(((class, min, max), rest)) = atoms.split_first() else {
+            return s.is_empty();
+        };
+        let fits = |c: &char| class == "ANY" || class.contains(*c);
+        let mut n = 0;
+        while n < *min {
+            if n >= s.len() || !fits(&s[n]) {
+                return false;
+            }
+            n += 1;
+        }
+        loop {
+            if matches(rest, &s[n..]) {
+                return true;
+            }
+            if n >= *max || n >= s.len() || !fits(&s[n]) {
+                return false;
+            }
+            n += 1;
+        }
+    }
+    match expand(pattern) {
+        Some(atoms) => matches(&atoms, &subject.chars().collect::<Vec<_>>()),
+        None => false,
+    }
+}
+
+async fn handle(
+    State(api): State<Arc<RestApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let prefix = format!("/{}", api.stage);
+    let full_path = uri.path();
+    // API Gateway answers an unknown resource or stage with 403 Missing Authentication Token.
+    let missing = || {
+        message(
+            StatusCode::FORBIDDEN,
+            "Missing Authentication Token",
+            &request_id,
+        )
+    };
+    let Some(path) = full_path
+        .strip_prefix(&prefix)
+        .filter(|p| p.is_empty() || p.starts_with('/'))
+    else {
+        return missing();
+    };
+    let Some((route, path_params)) = api.find(&method, path) else {
+        return missing();
+    };
+    if route.sigv4 {
+        let signed = SignedRequest {
+            method: &method,
+            path: full_path,
+            query: uri.query().unwrap_or_default(),
+            headers: &headers,
+            body: &body,
+        };
+        if let Err(refusal) = api.signing.verify(&signed, &api.region) {
+            tracing::info!(api = %api.id, route = %route.path, refusal = ?refusal, "request signature refused");
+            return message(StatusCode::FORBIDDEN, &refusal.message(), &request_id);
+        }
+    }
+    let call = Call {
+        request_id: request_id.clone(),
+        method: method.clone(),
+        path: path.to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        headers,
+        body,
+        path_params,
+        source_ip: peer.ip().to_string(),
+        resource_path: route.path.clone(),
+    };
+    let response = match api.validate(route, &call).await {
+        Err(refused) => refused,
+        Ok(()) => match api.integrate(route, &call).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::error!(api = %api.id, route = %route.path, error = %format!("{error:#}"), "integration failed");
+                message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                    &request_id,
+                )
+            }
+        },
+    };
+    tracing::info!(api = %api.id, method = %method, path = %route.path, status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, request_id = %request_id, "request");
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_patterns_match_whole_status_codes() {
+        assert!(full_match("4\\d{2}", "404"));
+        assert!(full_match("2..", "202"));
+        assert!(!full_match("4\\d{2}", "4040"));
+        assert!(!full_match("5.*", "404"));
+        assert!(full_match("[45]\\d\\d", "503"));
+    }
+
+    #[test]
+    fn local_refs_are_inlined_for_validation() {
+        let doc = json!({"components": {"schemas": {"A": {"type": "object", "properties": {"b": {"$ref": "#/components/schemas/B"}}}, "B": {"type": "integer"}}}});
+        let schema = inline_refs(&json!({"$ref": "#/components/schemas/A"}), &doc, 0);
+        assert_eq!(schema["properties"]["b"]["type"], "integer");
+    }
+}
