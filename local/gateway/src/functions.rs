@@ -93,12 +93,10 @@ impl Handler {
             }
             "async-invoke-error-handler" => {
                 let config = async_invoke_error_handler::Config::from_lookup(lookup)?;
-                Handler::AsyncInvokeFailures(
-                    async_invoke_error_handler::ErrorHandler::from_config(
-                        &config,
-                        aws_sdk_dynamodb::Client::new(sdk),
-                    ),
-                )
+                Handler::AsyncInvokeFailures(async_invoke_error_handler::ErrorHandler::from_config(
+                    &config,
+                    aws_sdk_dynamodb::Client::new(sdk),
+                ))
             }
             other => bail!(
                 "no in-process handler for binary {other:?} (known: {})",

@@ -288,6 +288,17 @@ fn physical_name(stack: &str, logical: &str) -> String {
     format!("{base}-{suffix}")
 }
 
+/// Shortens a generated physical name to a service's limit, keeping its random suffix (as
+/// CloudFormation shortens the stack and logical-id parts).
+fn fit(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let (head, suffix) = name.rsplit_once('-').unwrap_or((name, ""));
+    let keep = max.saturating_sub(suffix.len() + 1);
+    format!("{}-{suffix}", &head[..keep.min(head.len())])
+}
+
 fn passive_physical(stack: &str, logical: &str, kind: &str, region: &str) -> Option<Physical> {
     let account = crate::ACCOUNT_ID;
     let name = physical_name(stack, logical);
@@ -368,7 +379,7 @@ async fn create_queue(clients: &Clients, name: &str, props: &Value) -> Result<Ph
     let name = match props.get("QueueName") {
         Some(explicit) => scalar_to_string(explicit),
         None if fifo => format!("{name}.fifo"),
-        None => name.to_owned(),
+        None => fit(name, 80),
     };
     let mut request = clients.sqs.create_queue().queue_name(&name);
     for (property, attribute) in [
@@ -633,7 +644,7 @@ async fn create_archive(clients: &Clients, name: &str, props: &Value) -> Result<
     let name = props
         .get("ArchiveName")
         .map(scalar_to_string)
-        .unwrap_or_else(|| name.to_owned());
+        .unwrap_or_else(|| fit(name, 48));
     let source = props
         .get("SourceArn")
         .map(scalar_to_string)
@@ -670,7 +681,7 @@ async fn create_rule(
     let name = props
         .get("Name")
         .map(scalar_to_string)
-        .unwrap_or_else(|| name.to_owned());
+        .unwrap_or_else(|| fit(name, 64));
     let bus = props
         .get("EventBusName")
         .map(scalar_to_string)
@@ -697,7 +708,7 @@ async fn create_rule(
             let queue = clients
                 .sqs
                 .create_queue()
-                .queue_name(format!("{name}-delivery"))
+                .queue_name(fit(&format!("{name}-delivery"), 80))
                 .send()
                 .await?;
             let url = queue.queue_url.ok_or_else(|| anyhow!("no queue URL"))?;
@@ -809,6 +820,14 @@ pub fn generate_secret_string(spec: &Value) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_shortened_keeping_the_suffix() {
+        assert_eq!(fit("short-ABC", 48), "short-ABC");
+        let long = fit("t-582d65b17432-AsyncInvoke-FailureArchive-HLCPIR6G", 48);
+        assert_eq!(long.len(), 48);
+        assert!(long.ends_with("-HLCPIR6G"));
+    }
 
     #[test]
     fn generated_secret_fills_the_template() {

@@ -19,6 +19,12 @@ enum Expect {
         failed: &'static [&'static str],
         stored: usize,
     },
+    /// The async-invoke processor or error handler leaves this job in this status.
+    AsyncJob {
+        handler: &'static str,
+        job_id: &'static str,
+        status: &'static str,
+    },
     /// The kinesis-stream consumer reports this lowest failed sequence number (if any) and the
     /// table then holds these items with these sequence numbers.
     KinesisStream {
@@ -68,6 +74,21 @@ fn expectation(relative: &str) -> Option<Expect> {
                     "49656612000000000000000000000000000000000000000000000003",
                 ),
             ],
+        },
+        "async-invoke/processor-job.json" => Expect::AsyncJob {
+            handler: "processor",
+            job_id: "c2a1e6f0-3b5d-4e8a-9f71-2d4c6b8a0e13",
+            status: "SUCCEEDED",
+        },
+        "async-invoke/error-handler-destination-record.json" => Expect::AsyncJob {
+            handler: "error-handler",
+            job_id: "5f8e2d1c-9b7a-4c3d-8e6f-0a1b2c3d4e5f",
+            status: "FAILED",
+        },
+        "async-invoke/error-handler-replayed-event.json" => Expect::AsyncJob {
+            handler: "error-handler",
+            job_id: "5f8e2d1c-9b7a-4c3d-8e6f-0a1b2c3d4e5f",
+            status: "FAILED",
         },
         _ => return None,
     })
@@ -133,6 +154,61 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
                 let answer = authorizer.handle(&event).await.expect("authorizer answers");
                 assert_eq!(answer.is_authorized, want, "{relative}");
+            }
+            Expect::AsyncJob {
+                handler,
+                job_id,
+                status,
+            } => {
+                let table = testkit::create_table(
+                    &dynamodb,
+                    "sample-jobs",
+                    async_invoke_jobs::KEY_ATTRIBUTE,
+                )
+                .await;
+                let event: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                if handler == "processor" {
+                    let config = async_invoke_processor::Config::from_lookup(|k| {
+                        (k == "TABLE_NAME").then(|| table.clone())
+                    })
+                    .expect("config");
+                    let request =
+                        serde_json::from_value(event).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                    async_invoke_processor::Processor::from_config(&config, dynamodb.clone())
+                        .handle(request)
+                        .await
+                        .unwrap_or_else(|e| panic!("{relative}: {e}"));
+                } else {
+                    let config = async_invoke_error_handler::Config::from_lookup(|k| {
+                        (k == "TABLE_NAME").then(|| table.clone())
+                    })
+                    .expect("config");
+                    async_invoke_error_handler::ErrorHandler::from_config(
+                        &config,
+                        dynamodb.clone(),
+                    )
+                    .handle_event(event)
+                    .await
+                    .unwrap_or_else(|e| panic!("{relative}: {e}"));
+                }
+                let item = dynamodb
+                    .get_item()
+                    .table_name(&table)
+                    .key(
+                        "jobId",
+                        aws_sdk_dynamodb::types::AttributeValue::S(job_id.into()),
+                    )
+                    .send()
+                    .await
+                    .expect("get")
+                    .item
+                    .unwrap_or_else(|| panic!("{relative}: no job {job_id}"));
+                assert_eq!(
+                    item["status"].as_s().ok().map(String::as_str),
+                    Some(status),
+                    "{relative}"
+                );
             }
             Expect::KinesisStream { failed, stored } => {
                 // The file is a valid Lambda Kinesis event for the official type too.

@@ -55,6 +55,8 @@ fn command(overrides: &str) -> (Command, PathBuf) {
         .arg("--state-file")
         .arg(dir.join("stack.json"))
         .args(["--parameter-overrides", overrides])
+        .arg("--python")
+        .arg(root.join(".venv/bin/python"))
         .env("RUST_LOG", "info,aws_config=warn,aws_smithy_runtime=warn");
     (command, dir)
 }

@@ -1,0 +1,416 @@
+//! async-invoke end to end: SigV4-signed HTTP (signed by the AWS SDK's own signer) through the
+//! local gateway's REST API, the mapping templates, the asynchronous-invoke emulation with its
+//! retries and destinations, and the EventBridge archive and replay in moto.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use common::LocalStack;
+use serde_json::{Value, json};
+
+const P: &str = "AsyncInvoke";
+
+struct Signer {
+    access_key: String,
+    secret: String,
+    region: String,
+}
+
+impl Signer {
+    fn of(stack: &LocalStack) -> Self {
+        let s = &stack.state["signing"];
+        Signer {
+            access_key: s["accessKeyId"].as_str().expect("key").to_owned(),
+            secret: s["secretAccessKey"].as_str().expect("secret").to_owned(),
+            region: s["region"].as_str().expect("region").to_owned(),
+        }
+    }
+}
+
+/// Sends a request signed with the AWS SDK's SigV4 signer (service execute-api), as `at`.
+async fn send(
+    method: &str,
+    url: &str,
+    body: &str,
+    signer: Option<&Signer>,
+    at: SystemTime,
+) -> (u16, Option<String>, Value) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .expect("request");
+    if let Some(signer) = signer {
+        let identity = aws_credential_types::Credentials::new(
+            &signer.access_key,
+            &signer.secret,
+            None,
+            None,
+            "test",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&signer.region)
+            .name("execute-api")
+            .time(at)
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+    }
+    let client = reqwest::Client::new();
+    let mut builder = client
+        .request(method.parse().expect("method"), url)
+        .body(body.to_owned());
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().expect("ascii"));
+    }
+    let response = builder.send().await.expect("send");
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let text = response.text().await.expect("body");
+    (
+        status,
+        location,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn base(stack: &LocalStack) -> String {
+    stack.pattern(P)["baseUrl"]
+        .as_str()
+        .expect("base URL")
+        .to_owned()
+}
+
+async fn submit(stack: &LocalStack, body: &str) -> String {
+    let (status, location, answer) = send(
+        "POST",
+        &format!("{}/jobs", base(stack)),
+        body,
+        Some(&Signer::of(stack)),
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["jobId"].as_str().expect("jobId").to_owned();
+    assert_eq!(location.as_deref(), Some(format!("/v1/jobs/{id}").as_str()));
+    id
+}
+
+async fn job(stack: &LocalStack, id: &str) -> (u16, Value) {
+    let (status, _, body) = send(
+        "GET",
+        &format!("{}/jobs/{id}", base(stack)),
+        "",
+        Some(&Signer::of(stack)),
+        SystemTime::now(),
+    )
+    .await;
+    (status, body)
+}
+
+async fn final_state(stack: &LocalStack, id: &str, timeout: Duration) -> Value {
+    testkit::eventually("a final job state", timeout, || async {
+        let (status, body) = job(stack, id).await;
+        (status == 200 && matches!(body["status"].as_str(), Some("SUCCEEDED" | "FAILED")))
+            .then_some(body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_signed_job_is_accepted_then_polled_to_success_with_its_result() {
+    let stack = LocalStack::start("").await;
+    let id = submit(&stack, r#"{"seconds": 1}"#).await;
+    let done = final_state(&stack, &id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    assert_eq!(done["result"], json!({"sleptSeconds": 1}));
+    assert_eq!(done["parameters"], json!({"seconds": 1}));
+    assert_eq!(done["attempts"], 1);
+}
+
+#[tokio::test]
+async fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_start_no_job() {
+    let stack = LocalStack::start("").await;
+    let url = format!("{}/jobs", base(&stack));
+    let (status, _, body) = send("POST", &url, r#"{"seconds": 1}"#, None, SystemTime::now()).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (403, Some("Missing Authentication Token"))
+    );
+
+    let mut wrong = Signer::of(&stack);
+    wrong.secret = "not-the-secret".into();
+    let (status, _, body) = send(
+        "POST",
+        &url,
+        r#"{"seconds": 1}"#,
+        Some(&wrong),
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("The request signature we calculated does not match"),
+        "{body}"
+    );
+
+    let stale = SystemTime::now() - Duration::from_secs(600);
+    let (status, _, body) = send(
+        "POST",
+        &url,
+        r#"{"seconds": 1}"#,
+        Some(&Signer::of(&stack)),
+        stale,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Signature expired"),
+        "{body}"
+    );
+
+    let mut stranger = Signer::of(&stack);
+    stranger.access_key = "AKIAUNKNOWN000000000".into();
+    let (status, _, body) = send(
+        "POST",
+        &url,
+        r#"{"seconds": 1}"#,
+        Some(&stranger),
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (
+            403,
+            Some("The security token included in the request is invalid.")
+        )
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stack.items(&stack.table(P, "JobsTable")).await.is_empty(),
+        "no job started"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_the_schema_gets_400_and_starts_no_job() {
+    let stack = LocalStack::start("").await;
+    for bad in [
+        r#"{"seconds": 0}"#,
+        r#"{"seconds": "1"}"#,
+        r#"{}"#,
+        r#"{"seconds": 1, "extra": true}"#,
+        "not json",
+    ] {
+        let (status, _, body) = send(
+            "POST",
+            &format!("{}/jobs", base(&stack)),
+            bad,
+            Some(&Signer::of(&stack)),
+            SystemTime::now(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (400, Some("Invalid request body")),
+            "{bad}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(stack.items(&stack.table(P, "JobsTable")).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_job_id_gives_404() {
+    let stack = LocalStack::start("").await;
+    let (status, body) = job(&stack, "no-such-job").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-job")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_as_configured_then_recorded_failed_with_its_error() {
+    let stack = LocalStack::start("AsyncInvoke.MaximumRetryAttempts=1").await;
+    let id = submit(&stack, r#"{"seconds": 1, "failure": "upstream timed out"}"#).await;
+    let done = final_state(&stack, &id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "FAILED");
+    assert_eq!(done["attempts"], 2, "one try and exactly one retry: {done}");
+    assert_eq!(done["error"]["message"], "job failed: upstream timed out");
+    assert_eq!(done["error"]["type"], "JobError");
+    assert_eq!(done["error"]["condition"], "RetriesExhausted");
+    assert_eq!(done["parameters"]["failure"], "upstream timed out");
+}
+
+#[tokio::test]
+async fn when_the_error_handler_fails_the_event_is_archived_and_a_replay_redrives_it() {
+    let stack = LocalStack::start(
+        "AsyncInvoke.MaximumRetryAttempts=0 AsyncInvoke.ErrorHandlerMaximumRetryAttempts=0",
+    )
+    .await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let events = aws_sdk_eventbridge::Client::new(&stack.sdk);
+    let table = stack.table(P, "JobsTable");
+    let archive = stack.pattern(P)["outputs"]["FailureArchiveName"]
+        .as_str()
+        .expect("archive")
+        .to_owned();
+    // An outage: neither the processor nor the error handler can write the jobs table.
+    dynamodb
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete table");
+    let id = submit(&stack, r#"{"seconds": 1}"#).await;
+    testkit::eventually(
+        "the failure in the archive",
+        Duration::from_secs(30),
+        || async {
+            let out = events
+                .describe_archive()
+                .archive_name(&archive)
+                .send()
+                .await
+                .ok()?;
+            (out.event_count() >= 1).then_some(())
+        },
+    )
+    .await;
+
+    testkit::create_table_named(&dynamodb, &table, "jobId").await;
+    let archive_arn = events
+        .describe_archive()
+        .archive_name(&archive)
+        .send()
+        .await
+        .expect("archive")
+        .archive_arn
+        .expect("arn");
+    let bus = stack.pattern(P)["outputs"]["FailureBusName"]
+        .as_str()
+        .expect("bus");
+    let bus_arn = events
+        .describe_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("bus")
+        .arn
+        .expect("arn");
+    let now = aws_sdk_eventbridge::primitives::DateTime::from(SystemTime::now());
+    let hour_ago = aws_sdk_eventbridge::primitives::DateTime::from(
+        SystemTime::now() - Duration::from_secs(3600),
+    );
+    events
+        .start_replay()
+        .replay_name(testkit::unique("replay"))
+        .event_source_arn(archive_arn)
+        .event_start_time(hour_ago)
+        .event_end_time(now)
+        .destination(
+            aws_sdk_eventbridge::types::ReplayDestination::builder()
+                .arn(bus_arn)
+                .build()
+                .expect("destination"),
+        )
+        .send()
+        .await
+        .expect("start replay");
+
+    let done = final_state(&stack, &id, Duration::from_secs(30)).await;
+    assert_eq!(
+        done["status"], "FAILED",
+        "the replay re-drove the failure to the error handler: {done}"
+    );
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jobs table write failed"),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_jobs_all_reach_a_final_state() {
+    let stack = LocalStack::start("").await;
+    let submissions = (0..100).map(|i| {
+        let body = if i % 10 == 0 {
+            r#"{"seconds": 1, "failure": "planned"}"#
+        } else {
+            r#"{"seconds": 1}"#
+        };
+        let stack = &stack;
+        async move { submit(stack, body).await }
+    });
+    let ids = futures::future::join_all(submissions).await;
+    assert_eq!(ids.len(), 100);
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 100, "every job has its own id");
+    let table = stack.table(P, "JobsTable");
+    testkit::eventually("100 finished jobs", Duration::from_secs(60), || async {
+        let items = stack.items(&table).await;
+        let finished = items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i["status"].as_s().map(String::as_str),
+                    Ok("SUCCEEDED" | "FAILED")
+                )
+            })
+            .count();
+        (finished == 100).then_some(())
+    })
+    .await;
+    let items = stack.items(&table).await;
+    let failed = items
+        .iter()
+        .filter(|i| i["status"].as_s().map(String::as_str) == Ok("FAILED"))
+        .count();
+    assert_eq!(
+        (items.len(), failed),
+        (100, 10),
+        "none lost, the planned ones failed"
+    );
+}
