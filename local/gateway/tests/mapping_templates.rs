@@ -1,0 +1,132 @@
+//! Every mapping template written in the repository's templates renders with the gateway's
+//! template engine (airspeed-ext, through the helper) on representative inputs, and yields JSON:
+//! a typo in a template fails here, not in front of a user.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+use std::collections::BTreeMap;
+
+use local_gateway::apigw_helper::Helper;
+use local_gateway::cfn::{Physical, Scope, Template};
+use serde_json::{Value, json};
+
+fn scope(template: &Template) -> Scope {
+    let none = BTreeMap::new();
+    let mut scope = Scope {
+        parameters: template.resolve_parameters(&none, &none).expect("defaults"),
+        resources: template
+            .resources()
+            .map(|(l, _)| {
+                (
+                    l.clone(),
+                    Physical {
+                        reference: format!("{l}-ref"),
+                        attributes: [(
+                            "Arn".to_owned(),
+                            format!("arn:aws:x:us-east-1:123456789012:{l}"),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    },
+                )
+            })
+            .collect(),
+        stack_name: "check".into(),
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+        conditions: BTreeMap::new(),
+    };
+    scope
+        .evaluate_conditions(template.doc.get("Conditions"))
+        .expect("conditions");
+    scope
+}
+
+/// (where, template text) for every request and response template of every OpenAPI body.
+fn mapping_templates() -> Vec<(String, String)> {
+    let root = testkit::repo_root();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root.join("patterns")).expect("patterns/") {
+        let path = entry.expect("entry").path().join("template.yaml");
+        if !path.exists() {
+            continue;
+        }
+        let template = Template::load(&path).expect("template");
+        let scope = scope(&template);
+        for (logical, resource) in template.resources() {
+            let props = scope.resolve(&resource["Properties"]).expect("resolvable");
+            let Some(body) = props.get("DefinitionBody").or_else(|| props.get("Body")) else {
+                continue;
+            };
+            for (route, item) in body["paths"].as_object().into_iter().flatten() {
+                for (method, operation) in item.as_object().into_iter().flatten() {
+                    let integration = &operation["x-amazon-apigateway-integration"];
+                    let at = |what: &str| {
+                        format!("{}: {logical} {method} {route} {what}", path.display())
+                    };
+                    for (content, text) in integration["requestTemplates"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                    {
+                        out.push((
+                            at(&format!("request {content}")),
+                            text.as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                    for (key, response) in
+                        integration["responses"].as_object().into_iter().flatten()
+                    {
+                        for (content, text) in response["responseTemplates"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                        {
+                            out.push((
+                                at(&format!("response {key} {content}")),
+                                text.as_str().unwrap_or_default().to_owned(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_mapping_template_renders_to_json() {
+    let templates = mapping_templates();
+    assert!(
+        templates.len() >= 4,
+        "expected the async-invoke templates at least"
+    );
+    let python = testkit::repo_root().join(".venv/bin/python");
+    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    let context = json!({"requestId": "req-1", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
+                         "resourcePath": "/jobs/{jobId}", "identity": {"sourceIp": "127.0.0.1"}});
+    let params = json!({"path": {"jobId": "job-\"1'"}, "querystring": {}, "header": {}});
+    // Bodies a template may meet: a client request, an empty service answer, a full item.
+    let bodies = [
+        r#"{"seconds": 1}"#.to_owned(),
+        "{}".to_owned(),
+        json!({"Item": {"jobId": {"S": "job-1"}, "status": {"S": "SUCCEEDED"}, "parameters": {"S": "{\"seconds\":1}"},
+                        "result": {"S": "{\"sleptSeconds\":1}"}, "attempts": {"N": "1"}, "startedAt": {"N": "1"}, "finishedAt": {"N": "2"}}})
+        .to_string(),
+    ];
+    for (at, text) in &templates {
+        for body in &bodies {
+            let rendered = helper
+                .render(text, body, &params, &context)
+                .await
+                .unwrap_or_else(|e| panic!("{at}: {e:#}"));
+            let parsed: Result<Value, _> = serde_json::from_str(&rendered.output);
+            assert!(
+                parsed.is_ok(),
+                "{at} with body {body} gave no JSON:\n{}",
+                rendered.output
+            );
+        }
+    }
+}
