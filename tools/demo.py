@@ -228,6 +228,87 @@ def kinesis_stream(state, pattern, recover_bin):
     proved("kinesis-recover fetched the record back from the stream and applied it through the consumer")
 
 
+def async_invoke(state, pattern):
+    base = pattern["baseUrl"]
+    signing = state["signing"]
+    sigv4 = ["--aws-sigv4", f"aws:amz:{signing['region']}:execute-api", "--user", f"{signing['accessKeyId']}:{signing['secretAccessKey']}"]
+    aws = dict(endpoint_url=state["motoEndpoint"], region_name=state["region"],
+               aws_access_key_id="testing", aws_secret_access_key="testing")
+    dynamodb, events = boto3.client("dynamodb", **aws), boto3.client("events", **aws)
+    table = pattern["tables"]["JobsTable"]
+    say(f"\n=== async-invoke: SigV4-signed POST {base}/jobs, asynchronous processor, GET {base}/jobs/{{jobId}} from DynamoDB")
+
+    def get(job_id):
+        status, body = curl([*sigv4, f"{base}/jobs/{job_id}"])
+        return status, (json.loads(body) if body.strip().startswith("{") else {})
+
+    def final(job_id, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, body = get(job_id)
+            if body.get("status") in ("SUCCEEDED", "FAILED"):
+                return body
+            time.sleep(1)
+        fail(f"job {job_id} did not finish")
+
+    step("A job, signed with curl --aws-sigv4")
+    status, body = curl([*sigv4, "-H", "Content-Type: application/json", "-d", '{"seconds": 2}', f"{base}/jobs"])
+    if status != 202:
+        fail(f"expected 202, got {status}")
+    job_id = json.loads(body)["jobId"]
+    proved(f"202 at once; the job id is the API request id ({job_id}); nothing waited for the work")
+    done = final(job_id)
+    if done["status"] != "SUCCEEDED" or done["result"] != {"sleptSeconds": 2}:
+        fail(f"unexpected job {done}")
+    proved("polling GET /jobs/{jobId} (DynamoDB GetItem through a mapping template, no Lambda) shows SUCCEEDED with the result")
+
+    step("The same request without a signature, and a body the model refuses")
+    status, body = curl(["-H", "Content-Type: application/json", "-d", '{"seconds": 2}', f"{base}/jobs"])
+    if status != 403:
+        fail(f"expected 403, got {status}")
+    status, body = curl([*sigv4, "-H", "Content-Type: application/json", "-d", '{"seconds": 0}', f"{base}/jobs"])
+    if status != 400:
+        fail(f"expected 400, got {status}")
+    proved("403 Missing Authentication Token without SigV4; 400 Invalid request body for seconds < 1; no job started")
+
+    step("A job that fails")
+    status, body = curl([*sigv4, "-H", "Content-Type: application/json", "-d", '{"seconds": 1, "failure": "upstream timed out"}', f"{base}/jobs"])
+    failed = final(json.loads(body)["jobId"])
+    if failed["status"] != "FAILED" or failed["error"]["message"] != "job failed: upstream timed out":
+        fail(f"unexpected job {failed}")
+    proved(f"retried {failed['attempts'] - 1} time(s) by the asynchronous invoke, then the error handler recorded FAILED with the error")
+
+    step("A failure the error handler cannot record either (the table is gone), then a replay")
+    dynamodb.delete_table(TableName=table)
+    status, body = curl([*sigv4, "-H", "Content-Type: application/json", "-d", '{"seconds": 1}', f"{base}/jobs"])
+    lost_id = json.loads(body)["jobId"]
+    archive = pattern["outputs"]["FailureArchiveName"]
+    wait_for("the failure in the EventBridge archive", lambda: events.describe_archive(ArchiveName=archive).get("EventCount", 0) >= 1, 60)
+    proved(f"processor and error handler both failed; the failure event is kept in archive {archive}")
+    dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "jobId", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}])
+    say("    (the table is back: the cause is fixed)")
+    bus = pattern["outputs"]["FailureBusName"]
+    archive_arn = events.describe_archive(ArchiveName=archive)["ArchiveArn"]
+    bus_arn = events.describe_event_bus(Name=bus)["Arn"]
+    say(f"    $ aws events start-replay --replay-name demo-replay --event-source-arn {archive_arn} \\")
+    say(f"        --event-start-time <an hour ago> --event-end-time <now> --destination Arn={bus_arn}")
+    now = time.time()
+    events.start_replay(ReplayName="demo-replay", EventSourceArn=archive_arn, EventStartTime=now - 3600, EventEndTime=now,
+                        Destination={"Arn": bus_arn})
+    replayed = final(lost_id)
+    if replayed["status"] != "FAILED":
+        fail(f"unexpected job {replayed}")
+    proved("the replay re-drove the archived failure to the error handler, which recorded the job FAILED")
+
+    step("A job id that does not exist")
+    status, _ = get("no-such-job")
+    if status != 404:
+        fail(f"expected 404, got {status}")
+    proved("404 from the response template ($context.responseOverride.status), not a 200 with an empty body")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateway", required=True)
@@ -244,11 +325,13 @@ def main():
         wait_for("moto", lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30)
         # Shorter timeouts than the template's defaults keep the failure path quick; the template
         # itself is untouched, exactly as `sam deploy --parameter-overrides` would do.
-        overrides = "QueueVisibilityTimeout=2 ConsumerTimeout=2 MaxReceiveCount=2 KinesisStream.MaximumRetryAttempts=1"
+        overrides = ("QueueVisibilityTimeout=2 ConsumerTimeout=2 MaxReceiveCount=2 KinesisStream.MaximumRetryAttempts=1 "
+                     "AsyncInvoke.MaximumRetryAttempts=1 AsyncInvoke.ErrorHandlerMaximumRetryAttempts=0")
         say(f"Starting the local stack (moto on {port}; overrides: {overrides})")
         log = open(os.path.join(workdir, "gateway.log"), "w")
         gateway = subprocess.Popen(
             [args.gateway, "--endpoint", f"http://127.0.0.1:{port}", "--template", "template.yaml",
+             "--python", sys.executable,
              "--port", "0", "--stack-name", "demo", "--state-file", state_file,
              "--parameter-overrides", overrides],
             stdout=log, stderr=subprocess.STDOUT)
@@ -259,6 +342,7 @@ def main():
             state = json.load(f)
         sqs_buffer(state, state["patterns"]["SqsBuffer"], os.path.join(args.bin_dir, "sqs-redrive"))
         kinesis_stream(state, state["patterns"]["KinesisStream"], os.path.join(args.bin_dir, "kinesis-recover"))
+        async_invoke(state, state["patterns"]["AsyncInvoke"])
         say(f"\nDemo complete: {STEP} steps behaved as described.")
     finally:
         if gateway is not None:
