@@ -7,7 +7,7 @@
 Exports AWS_ENDPOINT_URL (moto) and test credentials, so the AWS CLI, SDKs and the project's tools
 reach the local stack; BASE_URL, API_USER, API_PASSWORD; and, when the pattern has them, QUEUE_URL
 and DLQ_URL (a queue and its dead-letter queue), <QUEUE_NAME>_URL for every queue, TABLE_NAME and
-STREAM_NAME.
+STREAM_NAME; SIGV4_USER (key:secret for curl --aws-sigv4) for APIs with IAM authorization.
 """
 import argparse
 import json
@@ -68,6 +68,10 @@ def main() -> int:
     streams = pattern.get("streams", {})
     if len(streams) == 1:
         env["STREAM_NAME"] = next(iter(streams.values()))
+    signing = state.get("signing")
+    if signing and any(api.get("auth") == "AWS_IAM" for api in (pattern.get("apis") or {}).values()):
+        # For curl --aws-sigv4 "aws:amz:<region>:execute-api" --user "$SIGV4_USER".
+        env["SIGV4_USER"] = f"{signing['accessKeyId']}:{signing['secretAccessKey']}"
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
