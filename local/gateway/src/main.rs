@@ -112,6 +112,15 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
             for (name, api) in pattern["apis"].as_object().into_iter().flatten() {
                 let base = api["baseUrl"].as_str().unwrap_or_default();
                 println!("  API {name}: {base}");
+                if api["auth"] == "AWS_IAM" {
+                    let signing = &description["signing"];
+                    println!(
+                        "    signed with SigV4: curl --aws-sigv4 'aws:amz:{}:execute-api' --user '{}:{}' ...",
+                        signing["region"].as_str().unwrap_or_default(),
+                        signing["accessKeyId"].as_str().unwrap_or_default(),
+                        signing["secretAccessKey"].as_str().unwrap_or_default()
+                    );
+                }
                 for route in api["routes"]
                     .as_array()
                     .into_iter()
