@@ -28,6 +28,7 @@ impl Template {
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not valid YAML", path.display()))?;
         let mut doc = yaml_to_json(yaml)?;
+        include_local_files(&mut doc, path.parent().unwrap_or(Path::new(".")))?;
         apply_function_globals(&mut doc);
         Ok(Self {
             path: path.to_path_buf(),
@@ -162,6 +163,36 @@ pub fn yaml_to_json(yaml: serde_yaml::Value) -> Result<Value> {
             }
         }
     })
+}
+
+/// Replaces `Fn::Transform: {Name: AWS::Include, Parameters: {Location: <local file>}}` with the
+/// file's content, as `sam package` / `sam deploy` do before CloudFormation sees the template.
+fn include_local_files(value: &mut Value, base: &Path) -> Result<()> {
+    let include = value
+        .as_object()
+        .and_then(|m| m.get("Fn::Transform"))
+        .filter(|t| t.get("Name").and_then(Value::as_str) == Some("AWS::Include"))
+        .and_then(|t| t.pointer("/Parameters/Location"))
+        .and_then(Value::as_str)
+        .filter(|location| !location.starts_with("s3://"))
+        .map(|location| base.join(location));
+    if let Some(file) = include {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read included file {}", file.display()))?;
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", file.display()))?;
+        *value = yaml_to_json(yaml)?;
+        return include_local_files(value, file.parent().unwrap_or(base));
+    }
+    match value {
+        Value::Object(map) => map
+            .values_mut()
+            .try_for_each(|v| include_local_files(v, base)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| include_local_files(v, base)),
+        _ => Ok(()),
+    }
 }
 
 /// Merges SAM `Globals.Function` into every `AWS::Serverless::Function`, as SAM's transform does:

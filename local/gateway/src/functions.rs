@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::Value;
 
@@ -44,6 +43,7 @@ enum Handler {
     KinesisStreamConsumer(kinesis_stream_consumer::Consumer),
     AsyncInvokeProcessor(async_invoke_processor::Processor),
     AsyncInvokeFailures(async_invoke_error_handler::ErrorHandler),
+    UserApiConsumer(user_api_consumer::Consumer),
 }
 
 /// Binary names the gateway can run in-process.
@@ -53,6 +53,7 @@ pub const KNOWN_BINARIES: &[&str] = &[
     "kinesis-stream-consumer",
     "async-invoke-processor",
     "async-invoke-error-handler",
+    "user-api-consumer",
 ];
 
 impl Handler {
@@ -98,6 +99,13 @@ impl Handler {
                     aws_sdk_dynamodb::Client::new(sdk),
                 ))
             }
+            "user-api-consumer" => {
+                let config = user_api_consumer::Config::from_lookup(lookup)?;
+                Handler::UserApiConsumer(user_api_consumer::Consumer::from_config(
+                    &config,
+                    aws_sdk_dynamodb::Client::new(sdk),
+                ))
+            }
             other => bail!(
                 "no in-process handler for binary {other:?} (known: {})",
                 KNOWN_BINARIES.join(", ")
@@ -114,14 +122,10 @@ impl Handler {
             serde_json::to_value(answer).map_err(|e| FunctionError::new("Runtime.MarshalError", e))
         }
         match self {
-            Handler::BasicAuth(authorizer) => {
-                let request: ApiGatewayV2CustomAuthorizerV2Request = decode(payload)?;
-                let answer = authorizer
-                    .handle(&request)
-                    .await
-                    .map_err(|e| FunctionError::new("SecretError", error_chain(&e)))?;
-                encode(answer)
-            }
+            Handler::BasicAuth(authorizer) => authorizer
+                .handle_event(payload)
+                .await
+                .map_err(|e| FunctionError::new("AuthorizerError", error_chain(&e))),
             Handler::SqsBufferConsumer(consumer) => {
                 let event: SqsEvent = decode(payload)?;
                 let answer = consumer
@@ -146,6 +150,14 @@ impl Handler {
                     .handle_event(payload)
                     .await
                     .map_err(|e| FunctionError::new("HandlerError", error_chain(&e)))?;
+                encode(answer)
+            }
+            Handler::UserApiConsumer(consumer) => {
+                let event: SqsEvent = decode(payload)?;
+                let answer = consumer
+                    .handle(event)
+                    .await
+                    .map_err(|e| FunctionError::new("BatchError", e))?;
                 encode(answer)
             }
             Handler::KinesisStreamConsumer(consumer) => {

@@ -28,8 +28,19 @@ use crate::functions::Function;
 use crate::sigv4::{SignedRequest, SigningKey};
 use crate::stack::Stack;
 
+/// A Lambda authorizer of a REST API (`x-amazon-apigateway-authorizer`).
+#[derive(Debug)]
+struct RestAuthorizer {
+    name: String,
+    function: Arc<Function>,
+    identity_headers: Vec<String>,
+    ttl: std::time::Duration,
+    cache: tokio::sync::Mutex<std::collections::HashMap<String, (Instant, Value)>>,
+}
+
 #[derive(Debug, Clone)]
 struct Route {
+    authorizer: Option<Arc<RestAuthorizer>>,
     method: String,
     path: String,
     segments: Vec<String>,
@@ -137,7 +148,7 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], shared: &Shared) -> Resu
                 },
                 api_id,
                 stage,
-                routes: routes(&document)?,
+                routes: routes(&document, functions)?,
                 region: stack.scope.region.clone(),
                 functions: functions.to_vec(),
                 invoker: shared.invoker.clone(),
@@ -151,7 +162,119 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], shared: &Shared) -> Resu
     Ok(apis)
 }
 
-fn routes(document: &Value) -> Result<Vec<Route>> {
+fn authorizers(
+    document: &Value,
+    functions: &[Arc<Function>],
+) -> Result<BTreeMap<String, Arc<RestAuthorizer>>> {
+    let schemes = document
+        .pointer("/components/securitySchemes")
+        .or_else(|| document.get("securityDefinitions"));
+    let mut out = BTreeMap::new();
+    for (name, scheme) in schemes.and_then(Value::as_object).into_iter().flatten() {
+        let Some(config) = scheme.get("x-amazon-apigateway-authorizer") else {
+            continue;
+        };
+        let kind = config["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if kind != "request" && kind != "token" {
+            bail!("authorizer {name}: type {kind:?} is not served locally");
+        }
+        let uri = scalar_to_string(&config["authorizerUri"]);
+        let function = functions
+            .iter()
+            .find(|f| {
+                !f.arn.is_empty() && uri.contains(&format!("/functions/{}/invocations", f.arn))
+            })
+            .cloned()
+            .ok_or_else(|| anyhow!("authorizer {name}: {uri} names no function of the stack"))?;
+        let identity = if kind == "token" {
+            scheme["name"]
+                .as_str()
+                .unwrap_or("Authorization")
+                .to_owned()
+        } else {
+            config["identitySource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let identity_headers = identity
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.strip_prefix("method.request.header.")
+                    .unwrap_or(s)
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let ttl = config
+            .get("authorizerResultTtlInSeconds")
+            .map(scalar_to_string)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(300);
+        out.insert(
+            name.clone(),
+            Arc::new(RestAuthorizer {
+                name: name.clone(),
+                function,
+                identity_headers,
+                ttl: std::time::Duration::from_secs(ttl),
+                cache: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            }),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether an IAM policy `resource` pattern (`*` and `?` wildcards) covers `arn`.
+fn resource_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some((b'?', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+/// Evaluates an authorizer's policy for `method_arn`: an explicit deny wins, an allow is needed.
+fn policy_allows(policy: &Value, method_arn: &str) -> Result<(), &'static str> {
+    let mut allowed = false;
+    for statement in policy
+        .pointer("/policyDocument/Statement")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let resources: Vec<String> = match &statement["Resource"] {
+            Value::Array(items) => items.iter().map(scalar_to_string).collect(),
+            other => vec![scalar_to_string(other)],
+        };
+        if !resources.iter().any(|r| resource_matches(r, method_arn)) {
+            continue;
+        }
+        match statement["Effect"].as_str() {
+            Some("Deny") => {
+                return Err("User is not authorized to access this resource with an explicit deny");
+            }
+            Some("Allow") => allowed = true,
+            _ => {}
+        }
+    }
+    if allowed {
+        Ok(())
+    } else {
+        Err("User is not authorized to access this resource")
+    }
+}
+
+fn routes(document: &Value, functions: &[Arc<Function>]) -> Result<Vec<Route>> {
+    let authorizers = authorizers(document, functions)?;
     let validators = document
         .get("x-amazon-apigateway-request-validators")
         .cloned()
@@ -198,6 +321,13 @@ fn routes(document: &Value) -> Result<Vec<Route>> {
                 .filter_map(Value::as_object)
                 .flat_map(|m| m.keys())
                 .any(|name| is_sigv4(name));
+            let authorizer = security
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .flat_map(|m| m.keys())
+                .find_map(|name| authorizers.get(name).cloned());
             let validator = operation
                 .get("x-amazon-apigateway-request-validator")
                 .and_then(Value::as_str)
@@ -228,6 +358,7 @@ fn routes(document: &Value) -> Result<Vec<Route>> {
                 .map(|p| (scalar_to_string(&p["in"]), scalar_to_string(&p["name"])))
                 .collect();
             out.push(Route {
+                authorizer,
                 method,
                 path: path.clone(),
                 segments: path
@@ -288,6 +419,111 @@ impl RestApi {
         )
         .await?;
         Ok(())
+    }
+
+    /// Runs a REST Lambda authorizer (or its cached policy) for one request.
+    #[allow(clippy::too_many_arguments)]
+    async fn authorize(
+        &self,
+        authorizer: &RestAuthorizer,
+        route: &Route,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        path_params: &BTreeMap<String, String>,
+        request_id: &str,
+    ) -> Result<(), Response> {
+        let mut identity = Vec::new();
+        for name in &authorizer.identity_headers {
+            match headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+                Some(v) if !v.trim().is_empty() => identity.push(v.to_owned()),
+                // A missing identity source is 401 without calling the authorizer.
+                _ => {
+                    return Err(message(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthorized",
+                        request_id,
+                    ));
+                }
+            }
+        }
+        let method_arn = format!(
+            "arn:aws:execute-api:{}:{}:{}/{}/{}{}",
+            self.region,
+            crate::ACCOUNT_ID,
+            self.api_id,
+            self.stage,
+            method,
+            path
+        );
+        let key = identity.join("\u{1f}");
+        let cached = {
+            let cache = authorizer.cache.lock().await;
+            cache
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < authorizer.ttl)
+                .map(|(_, p)| p.clone())
+        };
+        let policy = match cached {
+            Some(policy) => policy,
+            None => {
+                let header_map: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((
+                            k.as_str().to_owned(),
+                            Value::String(v.to_str().ok()?.to_owned()),
+                        ))
+                    })
+                    .collect();
+                let event = json!({
+                    "type": "REQUEST",
+                    "methodArn": method_arn,
+                    "resource": route.path,
+                    "path": format!("/{}{}", self.stage, path),
+                    "httpMethod": method.as_str(),
+                    "headers": header_map,
+                    "pathParameters": path_params,
+                    "queryStringParameters": {},
+                    "stageVariables": {},
+                    "requestContext": {"accountId": crate::ACCOUNT_ID, "apiId": self.api_id, "stage": self.stage,
+                                       "httpMethod": method.as_str(), "resourcePath": route.path, "requestId": request_id}
+                });
+                match authorizer.function.invoke(event).await {
+                    Ok(policy) if policy.get("policyDocument").is_some() => {
+                        if !authorizer.ttl.is_zero() {
+                            authorizer
+                                .cache
+                                .lock()
+                                .await
+                                .insert(key, (Instant::now(), policy.clone()));
+                        }
+                        policy
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(authorizer = %authorizer.name, "authorizer failed or answered without a policy");
+                        return Err(message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
+                            request_id,
+                        ));
+                    }
+                }
+            }
+        };
+        policy_allows(&policy, &method_arn)
+            .map_err(|text| message(StatusCode::FORBIDDEN, text, request_id))
+    }
+
+    /// How callers authenticate: `AWS_IAM`, `CUSTOM` (a Lambda authorizer) or `NONE`.
+    pub fn auth_kind(&self) -> &'static str {
+        if self.routes.iter().any(|r| r.sigv4) {
+            "AWS_IAM"
+        } else if self.routes.iter().any(|r| r.authorizer.is_some()) {
+            "CUSTOM"
+        } else {
+            "NONE"
+        }
     }
 
     /// Route keys served (`POST /jobs`, ...).
@@ -520,6 +756,8 @@ impl RestApi {
                     }
                 }
             }
+        } else if let Some(path) = uri.split(":sqs:path/").nth(1) {
+            self.sqs_path(path, &request_body, integration).await?
         } else if let Some((service, action)) = uri
             .split(':')
             .nth(4)
@@ -594,6 +832,61 @@ impl RestApi {
         Ok(response)
     }
 
+    /// An SQS "path" integration (`sqs:path/<account>/<queue>`): the request template builds a
+    /// query-protocol form (`Action=SendMessage&MessageBody=...`). AWS answers it in JSON when the
+    /// integration asks with `Accept: application/json`; moto only speaks XML there, so the
+    /// gateway sends the same call in SQS's JSON protocol and answers in that JSON shape.
+    async fn sqs_path(
+        &self,
+        path: &str,
+        form: &str,
+        integration: &Value,
+    ) -> Result<(u16, String, Option<String>)> {
+        let fields: BTreeMap<String, String> = form
+            .trim()
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (form_decode(k), form_decode(v)))
+            .collect();
+        if fields.get("Action").map(String::as_str) != Some("SendMessage") {
+            bail!("only Action=SendMessage is served locally for SQS path integrations");
+        }
+        let queue_url = format!(
+            "{}/{}",
+            self.endpoint.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        let mut request = json!({ "QueueUrl": queue_url, "MessageBody": fields.get("MessageBody").cloned().unwrap_or_default() });
+        for key in ["DelaySeconds", "MessageGroupId", "MessageDeduplicationId"] {
+            if let Some(v) = fields.get(key) {
+                request[key] = json!(v);
+            }
+        }
+        let (status, body, _) = self
+            .call_service("sqs", "SendMessage", &request.to_string())
+            .await?;
+        let wants_json = integration
+            .pointer("/requestParameters/integration.request.header.Accept")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.contains("application/json"));
+        if status >= 300 || !wants_json {
+            return Ok((status, body, None));
+        }
+        let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let wrapped = json!({
+            "SendMessageResponse": {
+                "ResponseMetadata": { "RequestId": uuid::Uuid::new_v4().to_string() },
+                "SendMessageResult": {
+                    "MD5OfMessageAttributes": answer.get("MD5OfMessageAttributes"),
+                    "MD5OfMessageBody": answer.get("MD5OfMessageBody"),
+                    "MessageId": answer.get("MessageId"),
+                    "SequenceNumber": answer.get("SequenceNumber"),
+                }
+            }
+        });
+        Ok((status, wrapped.to_string(), None))
+    }
+
     /// Calls an AWS service action on moto with the rendered body (the JSON protocols).
     async fn call_service(
         &self,
@@ -625,6 +918,28 @@ impl RestApi {
         let status = response.status().as_u16();
         Ok((status, response.text().await?, None))
     }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether `pattern` (a Java-style regex as API Gateway uses) matches all of `subject`. A small
@@ -768,6 +1083,22 @@ async fn handle(
             return message(StatusCode::FORBIDDEN, &refusal.message(), &request_id);
         }
     }
+    if let Some(authorizer) = &route.authorizer {
+        if let Err(refused) = api
+            .authorize(
+                authorizer,
+                route,
+                &method,
+                path,
+                &headers,
+                &path_params,
+                &request_id,
+            )
+            .await
+        {
+            return refused;
+        }
+    }
     let call = Call {
         request_id: request_id.clone(),
         method: method.clone(),
@@ -808,6 +1139,36 @@ mod tests {
         assert!(!full_match("4\\d{2}", "4040"));
         assert!(!full_match("5.*", "404"));
         assert!(full_match("[45]\\d\\d", "503"));
+    }
+
+    #[test]
+    fn policies_allow_by_wildcard_and_deny_explicitly() {
+        let arn = "arn:aws:execute-api:us-east-1:123456789012:abc/v1/POST/users";
+        let policy = |effect: &str, resource: &str| json!({"policyDocument": {"Statement": [{"Effect": effect, "Resource": resource, "Action": "execute-api:Invoke"}]}});
+        assert!(
+            policy_allows(
+                &policy(
+                    "Allow",
+                    "arn:aws:execute-api:us-east-1:123456789012:abc/v1/*/*"
+                ),
+                arn
+            )
+            .is_ok()
+        );
+        assert!(
+            policy_allows(
+                &policy(
+                    "Allow",
+                    "arn:aws:execute-api:us-east-1:123456789012:abc/v1/GET/*"
+                ),
+                arn
+            )
+            .is_err()
+        );
+        assert_eq!(
+            policy_allows(&policy("Deny", arn), arn),
+            Err("User is not authorized to access this resource with an explicit deny")
+        );
     }
 
     #[test]

@@ -11,19 +11,22 @@
 //!   Manager call and a rotated secret is still picked up once the TTL runs out;
 //! - never logs a credential: only the decision and the reason category.
 //!
-//! The handler speaks the HTTP API payload format 2.0 with simple responses
-//! (`{"isAuthorized": bool, "context": {...}}`).
+//! The handler speaks both authorizer protocols, told apart by the event: HTTP API payload format
+//! 2.0 with simple responses (`{"isAuthorized": bool, "context": {...}}`), and REST API `REQUEST`
+//! authorizers, answered with an IAM policy (`principalId`, `policyDocument`, `context`).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::{
-    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerSimpleResponse,
+    ApiGatewayV2CustomAuthorizerV2Request,
 };
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
@@ -367,6 +370,89 @@ impl Authorizer {
     }
 }
 
+/// The errors [`Authorizer::handle_event`] can give.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The event is neither an HTTP API (2.0) nor a REST API REQUEST authorizer event.
+    #[error("not an API Gateway authorizer event")]
+    UnknownEvent(#[source] serde_json::Error),
+    /// The secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl Authorizer {
+    /// Decides on a REST API `REQUEST` authorizer event; answers with an IAM policy.
+    ///
+    /// An allow covers every method and resource of the stage (`.../stage/*/*`): API Gateway caches
+    /// the policy per identity and applies it to the next routes the caller uses, so a policy for
+    /// one method alone would wrongly deny the others while cached.
+    pub async fn handle_rest(
+        &self,
+        request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> Result<Value, SecretError> {
+        let header = request
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or_default());
+        let expected = self.credentials.get().await?;
+        let method_arn = request.method_arn.clone().unwrap_or_default();
+        let stage_arn = stage_wildcard(&method_arn);
+        Ok(match decide(header, &expected) {
+            Ok(username) => {
+                tracing::info!(decision = "allow", "request authorized");
+                policy(
+                    &username,
+                    "Allow",
+                    &stage_arn,
+                    json!({ "username": username }),
+                )
+            }
+            Err(denial) => {
+                tracing::info!(
+                    decision = "deny",
+                    reason = denial.as_str(),
+                    "request denied"
+                );
+                policy("anonymous", "Deny", &method_arn, json!({}))
+            }
+        })
+    }
+
+    /// Decides on either kind of authorizer event, as the Lambda binary receives it.
+    pub async fn handle_event(&self, event: Value) -> Result<Value, EventError> {
+        if event.get("methodArn").is_some() {
+            let request: ApiGatewayCustomAuthorizerRequestTypeRequest =
+                serde_json::from_value(event).map_err(EventError::UnknownEvent)?;
+            return Ok(self.handle_rest(&request).await?);
+        }
+        let request: ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_value(event).map_err(EventError::UnknownEvent)?;
+        let answer = self.handle(&request).await?;
+        serde_json::to_value(answer).map_err(EventError::UnknownEvent)
+    }
+}
+
+/// `arn:...:api/stage/METHOD/path` → `arn:...:api/stage/*/*`.
+fn stage_wildcard(method_arn: &str) -> String {
+    let mut parts = method_arn.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(api), Some(stage)) => format!("{api}/{stage}/*/*"),
+        _ => method_arn.to_owned(),
+    }
+}
+
+fn policy(principal: &str, effect: &str, resource: &str, context: Value) -> Value {
+    json!({
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{ "Action": "execute-api:Invoke", "Effect": effect, "Resource": resource }]
+        },
+        "context": context
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +610,39 @@ mod tests {
             let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async move { Ok(creds("u", &format!("pw{n}"))) })
         }
+    }
+
+    #[tokio::test]
+    async fn rest_events_get_an_iam_policy_for_the_whole_stage_or_a_deny() {
+        let authorizer = Authorizer::new(
+            Arc::new(StaticSource(creds("u", "p"))),
+            Duration::from_secs(60),
+        );
+        let event = |header: &str| {
+            json!({"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/v1/POST/users",
+                   "headers": {"Authorization": header}})
+        };
+        let allow = authorizer
+            .handle_event(event(&basic("u:p")))
+            .await
+            .expect("answer");
+        assert_eq!(allow["principalId"], "u");
+        assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow");
+        assert_eq!(
+            allow["policyDocument"]["Statement"][0]["Resource"],
+            "arn:aws:execute-api:us-east-1:123456789012:abc/v1/*/*"
+        );
+        let deny = authorizer
+            .handle_event(event(&basic("u:wrong")))
+            .await
+            .expect("answer");
+        assert_eq!(deny["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        let http = json!({"version": "2.0", "type": "REQUEST", "routeArn": "arn", "headers": {"authorization": basic("u:p")},
+                          "requestContext": {"http": {"method": "POST"}}});
+        assert_eq!(
+            authorizer.handle_event(http).await.expect("answer")["isAuthorized"],
+            true
+        );
     }
 
     #[tokio::test]

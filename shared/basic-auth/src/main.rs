@@ -1,6 +1,5 @@
 //! Lambda entry point of the Basic-auth authorizer: wiring only, the logic is in the library.
 
-use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use basic_auth::{Authorizer, Config};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -12,8 +11,9 @@ async fn main() -> Result<(), Error> {
     let authorizer = Authorizer::from_config(&config, aws_sdk_secretsmanager::Client::new(&sdk));
     let authorizer = &authorizer;
     run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            Ok::<_, Error>(authorizer.handle(&event.payload).await?)
+        // HTTP API (payload 2.0) and REST API REQUEST events, told apart by their shape.
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(authorizer.handle_event(event.payload).await?)
         },
     ))
     .await

@@ -1,0 +1,18 @@
+//! Lambda entry point of the user-api consumer: wiring only.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use user_api_consumer::{Config, Consumer};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    aws_setup::init_lambda_tracing();
+    let config = Config::from_env()?;
+    let sdk = aws_setup::load().await;
+    let consumer = Consumer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let consumer = &consumer;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(consumer.handle(event.payload).await?)
+    }))
+    .await
+}
