@@ -19,6 +19,15 @@ enum Expect {
         failed: &'static [&'static str],
         stored: usize,
     },
+    /// The Basic-auth authorizer answers a REST API event with a policy of this effect.
+    RestPolicy(&'static str),
+    /// The user-api consumer reports these failures, creates these users (by email) and records
+    /// these statuses (message id suffix, state) for requests that created none.
+    Users {
+        failed: &'static [&'static str],
+        emails: &'static [&'static str],
+        statuses: &'static [(&'static str, &'static str)],
+    },
     /// The async-invoke processor or error handler leaves this job in this status.
     AsyncJob {
         handler: &'static str,
@@ -90,6 +99,21 @@ fn expectation(relative: &str) -> Option<Expect> {
             job_id: "5f8e2d1c-9b7a-4c3d-8e6f-0a1b2c3d4e5f",
             status: "FAILED",
         },
+        "user-api/authorizer-allow.json" => Expect::RestPolicy("Allow"),
+        "user-api/authorizer-wrong-password.json" => Expect::RestPolicy("Deny"),
+        "user-api/sqs-create-users.json" => Expect::Users {
+            failed: &[],
+            emails: &["ada@example.com", "grace@example.com"],
+            statuses: &[],
+        },
+        "user-api/sqs-duplicate-email-invalid-and-poison.json" => Expect::Users {
+            failed: &["b2c3d4e5-0004-4f5a-9b0c-1d2e3f4a5b6c"],
+            emails: &["alan@example.com"],
+            statuses: &[
+                ("b2c3d4e5-0002-4f5a-9b0c-1d2e3f4a5b6c", "EMAIL_TAKEN"),
+                ("b2c3d4e5-0003-4f5a-9b0c-1d2e3f4a5b6c", "INVALID"),
+            ],
+        },
         _ => return None,
     })
 }
@@ -154,6 +178,89 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
                 let answer = authorizer.handle(&event).await.expect("authorizer answers");
                 assert_eq!(answer.is_authorized, want, "{relative}");
+            }
+            Expect::RestPolicy(effect) => {
+                let event: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                serde_json::from_value::<
+                    aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest,
+                >(event.clone())
+                .unwrap_or_else(|e| panic!("{relative} is not a REST authorizer event: {e}"));
+                let answer = authorizer
+                    .handle_event(event)
+                    .await
+                    .expect("authorizer answers");
+                assert_eq!(
+                    answer["policyDocument"]["Statement"][0]["Effect"], effect,
+                    "{relative}"
+                );
+            }
+            Expect::Users {
+                failed,
+                emails,
+                statuses,
+            } => {
+                let event: SqsEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                let table = testkit::create_table(
+                    &dynamodb,
+                    "sample-users",
+                    user_api_consumer::KEY_ATTRIBUTE,
+                )
+                .await;
+                let config = user_api_consumer::Config::from_lookup(|k| {
+                    (k == "TABLE_NAME").then(|| table.clone())
+                })
+                .expect("config");
+                let answer = user_api_consumer::Consumer::from_config(&config, dynamodb.clone())
+                    .handle(event)
+                    .await
+                    .expect("consumer answers");
+                let got: Vec<_> = answer
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.as_str())
+                    .collect();
+                assert_eq!(got, failed, "{relative}");
+                let items = dynamodb
+                    .scan()
+                    .table_name(&table)
+                    .send()
+                    .await
+                    .expect("scan")
+                    .items()
+                    .to_vec();
+                let kind = |i: &std::collections::HashMap<
+                    String,
+                    aws_sdk_dynamodb::types::AttributeValue,
+                >| {
+                    i.get("kind")
+                        .and_then(|k| k.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let mut users: Vec<String> = items
+                    .iter()
+                    .filter(|i| kind(i) == "user")
+                    .map(|i| i["email"].as_s().cloned().unwrap_or_default())
+                    .collect();
+                users.sort();
+                assert_eq!(users, emails, "{relative}");
+                for (message_id, state) in statuses {
+                    let status = items
+                        .iter()
+                        .find(|i| {
+                            kind(i) == "status"
+                                && i["messageId"].as_s().ok().map(String::as_str)
+                                    == Some(*message_id)
+                        })
+                        .unwrap_or_else(|| panic!("{relative}: no status for {message_id}"));
+                    assert_eq!(
+                        status["state"].as_s().ok().map(String::as_str),
+                        Some(*state),
+                        "{relative}"
+                    );
+                }
             }
             Expect::AsyncJob {
                 handler,
