@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+CONTRACT_VENV := .venv-contract
 # One cargo target directory outside the clone, shared by every clone and by CI re-runs.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/async-api-patterns/target
 export SAM_CLI_TELEMETRY := 0
@@ -40,8 +41,13 @@ $(CHECKOV_VENV)/.installed: tools/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-checkov.txt
 	touch $@
 
+$(CONTRACT_VENV)/.installed: tools/requirements-contract.txt
+	$(PYTHON) -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-contract.txt
+	touch $@
+
 .PHONY: venv
-venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## Create the project's Python virtualenvs (moto, SAM CLI, cfn-lint, cargo-lambda, zig, checkov)
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(CONTRACT_VENV)/.installed ## Create the project's Python virtualenvs (moto, airspeed-ext, SAM CLI, cfn-lint, cargo-lambda, zig; checkov; schemathesis)
 
 .PHONY: build
 build: $(VENV)/.installed ## sam build: an arm64 bootstrap per function under .aws-sam/build (TEMPLATE=template.yaml)
@@ -76,7 +82,7 @@ recover: $(VENV)/.installed gateway ## Recover a running local kinesis-stream's 
 test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sample-event, moto and end-to-end tests, template checks
 
 .PHONY: test-rust
-test-rust: $(VENV)/.installed ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
+test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
 	tools/with-moto.sh cargo test --locked --workspace --all-targets
 
 .PHONY: lint
@@ -89,6 +95,10 @@ check-templates: venv ## cfn-lint, sam validate --lint and checkov on every temp
 	$(VENV)/bin/cfn-lint $(TEMPLATES)
 	for t in $(TEMPLATES); do $(VENV)/bin/sam validate --lint --region us-east-1 -t $$t || exit 1; done
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
+
+.PHONY: contract
+contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## The user-api contract test alone (schemathesis against the local gateway)
+	tools/with-moto.sh cargo test --locked -p local-gateway --test e2e_user_api schemathesis
 
 .PHONY: clean
 clean: ## Remove local state and SAM build output (the shared cargo cache stays)

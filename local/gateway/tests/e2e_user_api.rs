@@ -1,0 +1,266 @@
+//! user-api end to end: real HTTP with Basic auth through the REST API the gateway builds from
+//! `openapi.yaml`, the SQS integration, the consumer, and the DynamoDB Query and GetItem
+//! integrations. Plus the contract test: schemathesis runs the OpenAPI document against it.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
+
+mod common;
+
+use std::time::Duration;
+
+use common::LocalStack;
+use serde_json::{Value, json};
+
+const P: &str = "UserApi";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn base(stack: &LocalStack) -> String {
+    stack.pattern(P)["baseUrl"]
+        .as_str()
+        .expect("base URL")
+        .to_owned()
+}
+
+async fn create(stack: &LocalStack, body: Value) -> (u16, Option<String>, Value) {
+    let (user, password) = stack.credentials(P);
+    let response = http()
+        .post(format!("{}/users", base(stack)))
+        .basic_auth(user, Some(password))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (
+        status,
+        location,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn get(stack: &LocalStack, path: &str) -> (u16, Value) {
+    let (user, password) = stack.credentials(P);
+    let response = http()
+        .get(format!("{}{path}", base(stack)))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("request");
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Polls the status route until the request is processed (404 means "not yet").
+async fn processed(stack: &LocalStack, message_id: &str) -> Value {
+    testkit::eventually("a processed status", Duration::from_secs(30), || async {
+        let (status, body) = get(stack, &format!("/status/{message_id}")).await;
+        (status == 200).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn create_then_status_then_read_works_over_http_with_basic_auth() {
+    let stack = LocalStack::start("").await;
+    let (status, location, answer) = create(
+        &stack,
+        json!({"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en-GB"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let message_id = answer["messageId"].as_str().expect("messageId").to_owned();
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/v1/status/{message_id}").as_str())
+    );
+
+    let state = processed(&stack, &message_id).await;
+    assert_eq!(state["state"], "CREATED");
+    let user_id = state["userId"].as_str().expect("userId").to_owned();
+
+    let (status, user) = get(&stack, &format!("/users/{user_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(user["name"], "Ada Lovelace");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["locale"], "en-GB");
+    assert_eq!(user["messageId"], message_id.as_str());
+}
+
+#[tokio::test]
+async fn schema_violations_and_bad_credentials_are_refused_with_nothing_enqueued() {
+    let stack = LocalStack::start("").await;
+    for bad in [
+        json!({"name": "No email"}),
+        json!({"name": "", "email": "a@b.co"}),
+        json!({"name": "X", "email": "not-an-address"}),
+        json!({"name": "X", "email": "a@b.co", "admin": true}),
+        json!("just a string"),
+    ] {
+        let (status, _, body) = create(&stack, bad.clone()).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (400, Some("Invalid request body")),
+            "{bad}"
+        );
+    }
+    let url = format!("{}/users", base(&stack));
+    let anonymous = http()
+        .post(&url)
+        .json(&json!({"name": "X", "email": "a@b.co"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (user, _) = stack.credentials(P);
+    let wrong = http()
+        .post(&url)
+        .basic_auth(user, Some("wrong"))
+        .json(&json!({"name": "X", "email": "a@b.co"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status().as_u16(), 403);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.queue_depth(&stack.queue_url(P, "UserQueue")).await, 0);
+    assert!(
+        stack.items(&stack.table(P, "UsersTable")).await.is_empty(),
+        "nothing was enqueued or stored"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_email_makes_no_second_user_and_a_status_that_explains_it() {
+    let stack = LocalStack::start("").await;
+    let (_, _, first) = create(
+        &stack,
+        json!({"name": "Grace", "email": "grace@example.com"}),
+    )
+    .await;
+    processed(&stack, first["messageId"].as_str().expect("id")).await;
+    let (status, _, second) = create(
+        &stack,
+        json!({"name": "Not Grace", "email": "GRACE@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let state = processed(&stack, second["messageId"].as_str().expect("id")).await;
+    assert_eq!(state["state"], "EMAIL_TAKEN");
+    assert_eq!(state["userId"], Value::Null);
+    let users = stack
+        .items(&stack.table(P, "UsersTable"))
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("kind")
+                .and_then(|k| k.as_s().ok())
+                .map(String::as_str)
+                == Some("user")
+        })
+        .count();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn unknown_ids_give_404_on_both_read_routes() {
+    let stack = LocalStack::start("").await;
+    let (status, _) = get(&stack, "/status/no-such-message").await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&stack, "/users/no-such-user").await;
+    assert_eq!(status, 404);
+    // An email claim shares the table, but is no user.
+    let (_, _, made) = create(&stack, json!({"name": "Alan", "email": "alan@example.com"})).await;
+    processed(&stack, made["messageId"].as_str().expect("id")).await;
+    let (status, _) = get(&stack, "/users/email%23alan@example.com").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_creates_give_two_hundred_users() {
+    let stack = LocalStack::start("").await;
+    let creates = (0..200).map(|i| {
+        let stack = &stack;
+        async move {
+            create(
+                stack,
+                json!({"name": format!("User {i}"), "email": format!("user{i}@example.com")}),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(creates).await;
+    assert!(
+        answers.iter().all(|(status, _, _)| *status == 202),
+        "every create is accepted"
+    );
+    let table = stack.table(P, "UsersTable");
+    testkit::eventually("200 users", Duration::from_secs(90), || async {
+        let users = stack
+            .items(&table)
+            .await
+            .into_iter()
+            .filter(|i| {
+                i.get("kind")
+                    .and_then(|k| k.as_s().ok())
+                    .map(String::as_str)
+                    == Some("user")
+            })
+            .count();
+        (users == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stack
+            .queue_depth(&stack.queue_url(P, "DeadLetterQueue"))
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_response_breaking_the_openapi_document() {
+    let stack = LocalStack::start("").await;
+    let root = testkit::repo_root();
+    let schemathesis = root.join(".venv-contract/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "schemathesis is not installed: run `make venv`"
+    );
+    let (user, password) = stack.credentials(P);
+    let workdir = std::env::temp_dir().join(testkit::unique("contract"));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let output = tokio::process::Command::new(schemathesis)
+        .current_dir(&workdir)
+        .arg("run")
+        .arg(root.join("patterns/user-api/openapi.yaml"))
+        .args(["--url", &base(&stack)])
+        .args(["--auth", &format!("{user}:{password}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+        .args(["--max-time", "30", "--workers", "2", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .await
+        .expect("run schemathesis");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&workdir);
+    assert!(
+        output.status.success() && text.contains("No issues found"),
+        "schemathesis found issues:\n{text}"
+    );
+}
