@@ -21,10 +21,13 @@ fn scope(template: &Template) -> Scope {
                     l.clone(),
                     Physical {
                         reference: format!("{l}-ref"),
-                        attributes: [(
-                            "Arn".to_owned(),
-                            format!("arn:aws:x:us-east-1:123456789012:{l}"),
-                        )]
+                        attributes: [
+                            (
+                                "Arn".to_owned(),
+                                format!("arn:aws:x:us-east-1:123456789012:{l}"),
+                            ),
+                            ("QueueName".to_owned(), format!("{l}-name")),
+                        ]
                         .into_iter()
                         .collect(),
                     },
@@ -42,8 +45,9 @@ fn scope(template: &Template) -> Scope {
     scope
 }
 
-/// (where, template text) for every request and response template of every OpenAPI body.
-fn mapping_templates() -> Vec<(String, String)> {
+/// (where, template text, whether it must give JSON rather than a form) for every request and
+/// response template of every OpenAPI body.
+fn mapping_templates() -> Vec<(String, String, bool)> {
     let root = testkit::repo_root();
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root.join("patterns")).expect("patterns/") {
@@ -64,6 +68,10 @@ fn mapping_templates() -> Vec<(String, String)> {
                     let at = |what: &str| {
                         format!("{}: {logical} {method} {route} {what}", path.display())
                     };
+                    let form = integration
+                        .pointer("/requestParameters/integration.request.header.Content-Type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| c.contains("x-www-form-urlencoded"));
                     for (content, text) in integration["requestTemplates"]
                         .as_object()
                         .into_iter()
@@ -72,6 +80,7 @@ fn mapping_templates() -> Vec<(String, String)> {
                         out.push((
                             at(&format!("request {content}")),
                             text.as_str().unwrap_or_default().to_owned(),
+                            !form,
                         ));
                     }
                     for (key, response) in
@@ -85,6 +94,7 @@ fn mapping_templates() -> Vec<(String, String)> {
                             out.push((
                                 at(&format!("response {key} {content}")),
                                 text.as_str().unwrap_or_default().to_owned(),
+                                true,
                             ));
                         }
                     }
@@ -114,19 +124,32 @@ async fn every_mapping_template_renders_to_json() {
         json!({"Item": {"jobId": {"S": "job-1"}, "status": {"S": "SUCCEEDED"}, "parameters": {"S": "{\"seconds\":1}"},
                         "result": {"S": "{\"sleptSeconds\":1}"}, "attempts": {"N": "1"}, "startedAt": {"N": "1"}, "finishedAt": {"N": "2"}}})
         .to_string(),
+        json!({"Items": [{"messageId": {"S": "m-1"}, "userId": {"S": "u-1"}, "state": {"S": "CREATED"}, "kind": {"S": "user"}}], "Count": 1}).to_string(),
+        json!({"Items": [], "Count": 0}).to_string(),
+        json!({"Item": {"userId": {"S": "u-1"}, "kind": {"S": "user"}, "name": {"S": "O'Brien \"Ann\""}, "email": {"S": "a@b.co"},
+                        "messageId": {"S": "m-1"}, "createdAt": {"N": "1"}}}).to_string(),
+        json!({"SendMessageResponse": {"SendMessageResult": {"MessageId": "m-1"}}}).to_string(),
     ];
-    for (at, text) in &templates {
+    for (at, text, json) in &templates {
         for body in &bodies {
             let rendered = helper
                 .render(text, body, &params, &context)
                 .await
                 .unwrap_or_else(|e| panic!("{at}: {e:#}"));
-            let parsed: Result<Value, _> = serde_json::from_str(&rendered.output);
-            assert!(
-                parsed.is_ok(),
-                "{at} with body {body} gave no JSON:\n{}",
-                rendered.output
-            );
+            if *json {
+                let parsed: Result<Value, _> = serde_json::from_str(&rendered.output);
+                assert!(
+                    parsed.is_ok(),
+                    "{at} with body {body} gave no JSON:\n{}",
+                    rendered.output
+                );
+            } else {
+                assert!(
+                    rendered.output.trim().starts_with("Action="),
+                    "{at} gave no query-protocol form:\n{}",
+                    rendered.output
+                );
+            }
         }
     }
 }
