@@ -114,8 +114,29 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                 println!("  API {name}: {base}");
                 if api["auth"] == "AWS_IAM" {
                     let signing = &description["signing"];
+                    // The first POST route with the OpenAPI document's example body, signed.
+                    let post = api["routes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str())
+                        .find(|r| r.starts_with("POST ") && !r.contains('{'));
+                    let target = post
+                        .map(|r| {
+                            let body = api["examples"][r].to_string();
+                            let body = if body == "null" {
+                                "{}".to_owned()
+                            } else {
+                                body
+                            };
+                            format!(
+                                "-H 'Content-Type: application/json' -d '{body}' {base}{}",
+                                &r[5..]
+                            )
+                        })
+                        .unwrap_or_else(|| base.to_owned());
                     println!(
-                        "    signed with SigV4: curl --aws-sigv4 'aws:amz:{}:execute-api' --user '{}:{}' ...",
+                        "  try (SigV4): curl --aws-sigv4 'aws:amz:{}:execute-api' --user '{}:{}' \\\n         {target}",
                         signing["region"].as_str().unwrap_or_default(),
                         signing["accessKeyId"].as_str().unwrap_or_default(),
                         signing["secretAccessKey"].as_str().unwrap_or_default()
@@ -140,7 +161,8 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                                 }
                             })
                             .collect();
-                        post_url.get_or_insert_with(|| format!("{base}{}", path.join("/")));
+                        let body = api["examples"][route].to_string();
+                        post_url.get_or_insert_with(|| (format!("{base}{}", path.join("/")), body));
                     }
                 }
             }
@@ -149,9 +171,15 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
                 (creds["username"].as_str(), creds["password"].as_str())
             {
                 println!("  Basic auth (local only): {user} / {password}");
-                if let Some(url) = post_url {
+                if let Some((url, example)) = post_url {
+                    // The OpenAPI document's example body when it has one, else a sample event.
+                    let body = if example == "null" {
+                        r#"{"eventId":"demo-1","message":"hello"}"#.to_owned()
+                    } else {
+                        example
+                    };
                     println!(
-                        "  try: curl -s -u '{user}:{password}' -H 'Content-Type: application/json' \\\n         -d '{{\"eventId\":\"demo-1\",\"message\":\"hello\"}}' {url}"
+                        "  try: curl -s -u '{user}:{password}' -H 'Content-Type: application/json' \\\n         -d '{body}' {url}"
                     );
                 }
             }

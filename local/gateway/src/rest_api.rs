@@ -40,6 +40,7 @@ struct RestAuthorizer {
 
 #[derive(Debug, Clone)]
 struct Route {
+    example: Option<Value>,
     authorizer: Option<Arc<RestAuthorizer>>,
     method: String,
     path: String,
@@ -358,6 +359,9 @@ fn routes(document: &Value, functions: &[Arc<Function>]) -> Result<Vec<Route>> {
                 .map(|p| (scalar_to_string(&p["in"]), scalar_to_string(&p["name"])))
                 .collect();
             out.push(Route {
+                example: operation
+                    .pointer("/requestBody/content/application~1json/example")
+                    .cloned(),
                 authorizer,
                 method,
                 path: path.clone(),
@@ -524,6 +528,14 @@ impl RestApi {
         } else {
             "NONE"
         }
+    }
+
+    /// Example request bodies the OpenAPI document gives, by route key.
+    pub fn examples(&self) -> BTreeMap<String, Value> {
+        self.routes
+            .iter()
+            .filter_map(|r| Some((format!("{} {}", r.method, r.path), r.example.clone()?)))
+            .collect()
     }
 
     /// Route keys served (`POST /jobs`, ...).

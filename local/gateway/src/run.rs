@@ -183,7 +183,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                 let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
                 apis.insert(
                     name,
-                    json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind() }),
+                    json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind(), "examples": api.examples() }),
                 );
                 let api = Arc::new(api);
                 tokio::spawn(async move {
