@@ -282,6 +282,49 @@ pub struct Scope {
 const NO_VALUE: &str = "\u{0}AWS::NoValue";
 
 impl Scope {
+    /// A scope for checking a template without provisioning it: parameters at their defaults,
+    /// conditions evaluated, and every resource answering `Ref` with `<LogicalId>-ref` and each
+    /// attribute with a placeholder ARN or name.
+    pub fn for_checks(template: &Template) -> Result<Self> {
+        let none = BTreeMap::new();
+        let resources = template
+            .resources()
+            .map(|(logical, _)| {
+                let attributes = [
+                    (
+                        "Arn",
+                        format!("arn:aws:local:us-east-1:123456789012:{logical}"),
+                    ),
+                    ("QueueName", format!("{logical}-name")),
+                    ("QueueUrl", format!("https://sqs.local/{logical}")),
+                    ("Name", format!("{logical}-name")),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                (
+                    logical.clone(),
+                    Physical {
+                        reference: format!("{logical}-ref"),
+                        attributes,
+                    },
+                )
+            })
+            .collect();
+        let mut scope = Scope {
+            parameters: template.resolve_parameters(&none, &none)?,
+            resources,
+            stack_name: "check".into(),
+            region: "us-east-1".into(),
+            account_id: crate::ACCOUNT_ID.into(),
+            conditions: BTreeMap::new(),
+        };
+        scope
+            .evaluate_conditions(template.doc.get("Conditions"))
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(scope)
+    }
+
     fn reference(&self, name: &str) -> Result<String, ResolveError> {
         match name {
             "AWS::Region" => return Ok(self.region.clone()),

@@ -4,46 +4,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
 
-use std::collections::BTreeMap;
-
 use local_gateway::apigw_helper::Helper;
-use local_gateway::cfn::{Physical, Scope, Template};
+use local_gateway::cfn::{Scope, Template};
 use serde_json::{Value, json};
-
-fn scope(template: &Template) -> Scope {
-    let none = BTreeMap::new();
-    let mut scope = Scope {
-        parameters: template.resolve_parameters(&none, &none).expect("defaults"),
-        resources: template
-            .resources()
-            .map(|(l, _)| {
-                (
-                    l.clone(),
-                    Physical {
-                        reference: format!("{l}-ref"),
-                        attributes: [
-                            (
-                                "Arn".to_owned(),
-                                format!("arn:aws:x:us-east-1:123456789012:{l}"),
-                            ),
-                            ("QueueName".to_owned(), format!("{l}-name")),
-                        ]
-                        .into_iter()
-                        .collect(),
-                    },
-                )
-            })
-            .collect(),
-        stack_name: "check".into(),
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
-        conditions: BTreeMap::new(),
-    };
-    scope
-        .evaluate_conditions(template.doc.get("Conditions"))
-        .expect("conditions");
-    scope
-}
 
 /// (where, template text, whether it must give JSON rather than a form) for every request and
 /// response template of every OpenAPI body.
@@ -56,7 +19,7 @@ fn mapping_templates() -> Vec<(String, String, bool)> {
             continue;
         }
         let template = Template::load(&path).expect("template");
-        let scope = scope(&template);
+        let scope = Scope::for_checks(&template).expect("checkable template");
         for (logical, resource) in template.resources() {
             let props = scope.resolve(&resource["Properties"]).expect("resolvable");
             let Some(body) = props.get("DefinitionBody").or_else(|| props.get("Body")) else {

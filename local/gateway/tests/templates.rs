@@ -4,10 +4,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use local_gateway::cfn::{Physical, Scope, Template, scalar_to_string};
+use local_gateway::cfn::{Scope, Template, scalar_to_string};
 use serde_json::Value;
 
 fn templates() -> Vec<PathBuf> {
@@ -26,38 +25,6 @@ fn templates() -> Vec<PathBuf> {
     out
 }
 
-/// A scope where parameters have their defaults and every resource resolves to its logical id.
-fn default_scope(template: &Template) -> Scope {
-    let none = BTreeMap::new();
-    let mut scope = Scope {
-        parameters: template
-            .resolve_parameters(&none, &none)
-            .expect("parameter defaults"),
-        resources: template
-            .resources()
-            .map(|(logical, _)| {
-                let attrs = ["Arn", "QueueName", "QueueUrl"]
-                    .map(|a| (a.to_owned(), format!("{logical}.{a}")));
-                (
-                    logical.clone(),
-                    Physical {
-                        reference: logical.clone(),
-                        attributes: attrs.into_iter().collect(),
-                    },
-                )
-            })
-            .collect(),
-        stack_name: "check".into(),
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
-        conditions: BTreeMap::new(),
-    };
-    scope
-        .evaluate_conditions(template.doc.get("Conditions"))
-        .expect("conditions");
-    scope
-}
-
 fn number(scope: &Scope, value: Option<&Value>, default: u64) -> u64 {
     value
         .map(|v| {
@@ -74,7 +41,7 @@ fn number(scope: &Scope, value: Option<&Value>, default: u64) -> u64 {
 fn queue_visibility_is_at_least_six_times_the_consumer_timeout() {
     for path in templates() {
         let template = Template::load(&path).expect("template");
-        let scope = default_scope(&template);
+        let scope = Scope::for_checks(&template).expect("checkable template");
         for (logical, function) in template.resources_of("AWS::Serverless::Function") {
             let props = &function["Properties"];
             let timeout = number(&scope, props.get("Timeout"), 3);
@@ -91,7 +58,7 @@ fn queue_visibility_is_at_least_six_times_the_consumer_timeout() {
                 let queue_arn = scope
                     .resolve_str(&event["Properties"]["Queue"])
                     .expect("queue");
-                let queue = queue_arn.trim_end_matches(".Arn");
+                let queue = queue_arn.rsplit(':').next().unwrap_or_default();
                 let visibility = number(
                     &scope,
                     template.doc["Resources"][queue]["Properties"].get("VisibilityTimeout"),

@@ -17,6 +17,33 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+/// The settings of a function whose only setting is its table (`TABLE_NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// The table.
+    pub table_name: String,
+}
+
+/// A required environment variable is missing or empty.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is required")]
+pub struct MissingVariable(pub &'static str);
+
+impl TableConfig {
+    /// Reads `TABLE_NAME` from the process environment.
+    pub fn from_env() -> Result<Self, MissingVariable> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads `TABLE_NAME` through `lookup` (the local gateway passes a function's environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVariable> {
+        let table_name = lookup("TABLE_NAME")
+            .filter(|v| !v.is_empty())
+            .ok_or(MissingVariable("TABLE_NAME"))?;
+        Ok(Self { table_name })
+    }
+}
+
 /// An item as DynamoDB sees it.
 pub type Item = HashMap<String, AttributeValue>;
 

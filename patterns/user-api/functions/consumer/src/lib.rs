@@ -250,32 +250,8 @@ impl UserStore for DynamoDbUsers {
     }
 }
 
-/// Settings of the consumer, read once at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The users table.
-    pub table_name: String,
-}
-
-/// A required environment variable is missing.
-#[derive(Debug, thiserror::Error)]
-#[error("environment variable {0} is required")]
-pub struct ConfigError(pub &'static str);
-
-impl Config {
-    /// Reads `TABLE_NAME` from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the settings through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let table_name = lookup("TABLE_NAME")
-            .filter(|v| !v.is_empty())
-            .ok_or(ConfigError("TABLE_NAME"))?;
-        Ok(Self { table_name })
-    }
-}
+/// Settings of the consumer, read once at start-up: its table.
+pub use dynamo_writer::{MissingVariable as ConfigError, TableConfig as Config};
 
 /// Why one record failed (it is retried, then dead-lettered).
 #[derive(Debug, thiserror::Error)]
