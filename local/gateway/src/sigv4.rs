@@ -46,6 +46,8 @@ pub enum Refusal {
     Expired {
         /// The request's date.
         date: String,
+        /// Now, as API Gateway prints it.
+        now: i64,
     },
     /// The signature does not match.
     Mismatch,
@@ -58,7 +60,11 @@ impl Refusal {
             Refusal::Missing => "Missing Authentication Token".into(),
             Refusal::UnknownKey => "The security token included in the request is invalid.".into(),
             Refusal::Malformed(why) => format!("Authorization header requires {why}"),
-            Refusal::Expired { date } => format!("Signature expired: {date} is now earlier than the allowed five minutes."),
+            Refusal::Expired { date, now } => format!(
+                "Signature expired: {date} is now earlier than {} ({} - 5 min.)",
+                format_amz_date(now - MAX_SKEW_SECONDS),
+                format_amz_date(*now)
+            ),
             Refusal::Mismatch => "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
         }
     }
@@ -171,6 +177,28 @@ pub fn parse_amz_date(date: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
+/// Formats epoch seconds as an ISO 8601 basic date-time (`20261122T061500Z`).
+pub fn format_amz_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 impl SigningKey {
     /// Verifies `request` for `region` and service `execute-api`.
     pub fn verify(&self, request: &SignedRequest<'_>, region: &str) -> Result<(), Refusal> {
@@ -234,6 +262,7 @@ impl SigningKey {
         if (now - when).abs() > MAX_SKEW_SECONDS {
             return Err(Refusal::Expired {
                 date: amz_date.to_owned(),
+                now,
             });
         }
         if !amz_date.starts_with(day) {
@@ -300,6 +329,14 @@ mod tests {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         assert_eq!(parse_amz_date("2015-08-30"), None);
+        for date in [
+            "19700101T000000Z",
+            "20150830T123600Z",
+            "20240229T235959Z",
+            "20261122T061500Z",
+        ] {
+            assert_eq!(format_amz_date(parse_amz_date(date).expect("valid")), date);
+        }
     }
 
     #[test]
