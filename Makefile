@@ -78,6 +78,13 @@ recover: $(VENV)/.installed gateway ## Recover a running local kinesis-stream's 
 	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern KinesisStream)" && \
 	  "$(CARGO_TARGET_DIR)/debug/kinesis-recover" --queue "$$FAILURE_QUEUE_URL" --table "$$TABLE_NAME" --replay $(REPLAY)
 
+.PHONY: invoke
+invoke: ## Invoke a running local function with an event, like sam local invoke (FUNCTION=UserApi.ConsumerFunction EVENT=events/...)
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<Stack.LogicalId> EVENT=<file.json>"; exit 2; }
+	@endpoint=$$($(VENV)/bin/python -c 'import json; print(json.load(open(".local/stack.json"))["lambdaEndpoint"])') && \
+	  curl -sS -D /dev/stderr -H 'Content-Type: application/json' --data-binary @$(EVENT) \
+	    "$$endpoint/2015-03-31/functions/$(FUNCTION)/invocations"; echo
+
 .PHONY: test
 test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sample-event, moto and end-to-end tests, template checks
 

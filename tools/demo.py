@@ -356,8 +356,20 @@ def user_api(state, pattern):
     if (code, code2) != (404, 404):
         fail(f"expected 404 and 404, got {code} and {code2}")
     proved("404 on both read routes")
-    say("    (a redelivered message creating no second user is proven by the consumer's tests against")
-    say("     moto: the user id is derived from the message id and written conditionally)")
+
+    step("The first message delivered again, as SQS may (through the local Lambda Invoke API)")
+    event = {"Records": [{"messageId": message_id, "receiptHandle": "redelivered",
+                          "body": '{"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en-GB"}',
+                          "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}, "eventSource": "aws:sqs"}]}
+    code, body = curl(["-H", "Content-Type: application/json", "-d", json.dumps(event),
+                       f"{state['lambdaEndpoint']}/2015-03-31/functions/UserApi.ConsumerFunction/invocations"])
+    if code != 200 or json.loads(body).get("batchItemFailures") != []:
+        fail("the redelivery was not handled")
+    again = status_of(message_id)
+    code, body = curl(["-u", f"{user}:{password}", f"{base}/users/{again['userId']}"])
+    if again["state"] != "CREATED" or again["userId"] != status["userId"] or code != 200:
+        fail(f"unexpected status after the redelivery {again}")
+    proved("same message id, same user id: the conditional write made the redelivery a no-op (no second user)")
 
 
 def main():
@@ -383,7 +395,7 @@ def main():
         gateway = subprocess.Popen(
             [args.gateway, "--endpoint", f"http://127.0.0.1:{port}", "--template", "template.yaml",
              "--python", sys.executable,
-             "--port", "0", "--stack-name", "demo", "--state-file", state_file,
+             "--port", "0", "--lambda-port", "0", "--stack-name", "demo", "--state-file", state_file,
              "--parameter-overrides", overrides],
             stdout=log, stderr=subprocess.STDOUT)
         wait_for("the local gateway", lambda: os.path.exists(state_file) or gateway.poll() is not None, 60)

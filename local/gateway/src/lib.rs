@@ -13,6 +13,7 @@ pub mod cfn;
 pub mod functions;
 pub mod http_api;
 pub mod kinesis_esm;
+pub mod lambda_api;
 pub mod rest_api;
 pub mod run;
 pub mod sigv4;

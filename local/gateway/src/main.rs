@@ -26,7 +26,7 @@ fn default_python() -> String {
 fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
      [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
-     [--python PATH] [--async-retry-seconds N]"
+     [--python PATH] [--async-retry-seconds N] [--lambda-port N]"
 }
 
 fn parse_args() -> Result<Options> {
@@ -40,6 +40,7 @@ fn parse_args() -> Result<Options> {
         overrides: BTreeMap::new(),
         python: default_python(),
         async_retry_unit: std::time::Duration::from_secs(1),
+        lambda_port: 3100,
     };
     let mut raw_overrides = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -57,6 +58,11 @@ fn parse_args() -> Result<Options> {
             "--state-file" => options.state_file = value()?.into(),
             "--parameter-overrides" | "--param" => raw_overrides.push(value()?),
             "--python" => options.python = value()?,
+            "--lambda-port" => {
+                options.lambda_port = value()?
+                    .parse()
+                    .context("--lambda-port must be a port number")?
+            }
             "--async-retry-seconds" => {
                 let seconds: f64 = value()?
                     .parse()
@@ -186,7 +192,11 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
         }
     }
     println!(
-        "\nStack description: {}. Ctrl-C stops.\n",
+        "\nLambda Invoke API: {} (aws lambda invoke --endpoint-url ..., or make invoke)",
+        description["lambdaEndpoint"].as_str().unwrap_or_default()
+    );
+    println!(
+        "Stack description: {}. Ctrl-C stops.\n",
         options.state_file.display()
     );
 }

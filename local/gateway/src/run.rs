@@ -35,6 +35,8 @@ pub struct Options {
     pub python: String,
     /// Wait before the first retry of a failed asynchronous invoke (doubled for the second).
     pub async_retry_unit: std::time::Duration,
+    /// Port of the Lambda Invoke API (0: a free one).
+    pub lambda_port: u16,
 }
 
 /// A running local stack.
@@ -92,6 +94,17 @@ pub async fn start(options: &Options) -> Result<Running> {
         access_key_id: format!("AKIALOCAL{}", crate::random_alnum(11).to_ascii_uppercase()),
         secret_access_key: crate::random_alnum(40),
     };
+    let lambda_listener = bind(options.lambda_port).await?;
+    let lambda_endpoint = format!("http://{}", lambda_listener.local_addr()?);
+    let lambda_api = Arc::new(crate::lambda_api::LambdaApi::new(
+        all_functions.clone(),
+        invoker.clone(),
+    ));
+    tokio::spawn(async move {
+        if let Err(error) = lambda_api.serve(lambda_listener).await {
+            tracing::error!(error = %error, "Lambda API stopped");
+        }
+    });
     let mut helper: Option<Arc<Helper>> = None;
     for (stack, functions) in stacks.iter().zip(per_stack) {
         for delivery in &stack.deliveries {
@@ -194,7 +207,12 @@ pub async fn start(options: &Options) -> Result<Running> {
                 });
             }
         }
-        if let Some(description) = describe(stack, &apis) {
+        let function_names: BTreeMap<String, String> = functions
+            .iter()
+            .map(|f| (f.id.clone(), f.name.clone()))
+            .collect();
+        if let Some(mut description) = describe(stack, &apis) {
+            description["functions"] = json!(function_names);
             let key = if stack.path.is_empty() {
                 "Root".to_owned()
             } else {
@@ -207,6 +225,8 @@ pub async fn start(options: &Options) -> Result<Running> {
         "stackName": options.stack_name,
         "region": options.region,
         "motoEndpoint": options.endpoint,
+        // `aws lambda invoke --endpoint-url <this>` runs any function of the stack.
+        "lambdaEndpoint": lambda_endpoint,
         "accessKeyId": "testing",
         "secretAccessKey": "testing",
         // Credentials to sign requests to AWS_IAM APIs with (service execute-api).

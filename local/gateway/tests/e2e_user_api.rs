@@ -264,3 +264,90 @@ async fn schemathesis_finds_no_server_error_and_no_response_breaking_the_openapi
         "schemathesis found issues:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_user() {
+    let stack = LocalStack::start("").await;
+    let body = json!({"name": "Ada", "email": "ada@example.com"});
+    let (_, _, answer) = create(&stack, body.clone()).await;
+    let message_id = answer["messageId"].as_str().expect("id").to_owned();
+    let first = processed(&stack, &message_id).await;
+
+    // The same message again, as SQS redelivers it: same message id, same body.
+    let lambda = stack.state["lambdaEndpoint"]
+        .as_str()
+        .expect("lambda endpoint")
+        .to_owned();
+    let event = json!({"Records": [{"messageId": message_id, "receiptHandle": "redelivered", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}, "eventSource": "aws:sqs"}]});
+    let response = http()
+        .post(format!(
+            "{lambda}/2015-03-31/functions/UserApi.ConsumerFunction/invocations"
+        ))
+        .json(&event)
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("x-amz-function-error").is_none());
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["batchItemFailures"], json!([]));
+
+    let users: Vec<_> = stack
+        .items(&stack.table(P, "UsersTable"))
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("kind")
+                .and_then(|k| k.as_s().ok())
+                .map(String::as_str)
+                == Some("user")
+        })
+        .collect();
+    assert_eq!(users.len(), 1, "no second user");
+    assert_eq!(
+        users[0]["userId"].as_s().ok(),
+        first["userId"].as_str().map(str::to_owned).as_ref()
+    );
+    let (_, again) = get(&stack, &format!("/status/{message_id}")).await;
+    assert_eq!(
+        again["state"], "CREATED",
+        "the redelivery did not turn into an email conflict"
+    );
+}
+
+#[tokio::test]
+async fn the_lambda_api_refuses_unknown_functions_and_reports_function_errors() {
+    let stack = LocalStack::start("").await;
+    let lambda = stack.state["lambdaEndpoint"]
+        .as_str()
+        .expect("lambda endpoint")
+        .to_owned();
+    let missing = http()
+        .post(format!(
+            "{lambda}/2015-03-31/functions/NoSuchFunction/invocations"
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(missing.status().as_u16(), 404);
+    // An SQS consumer given something that is not an SQS event: a function error, as in Lambda.
+    let bad = http()
+        .post(format!(
+            "{lambda}/2015-03-31/functions/UserApi.ConsumerFunction/invocations"
+        ))
+        .json(&json!({"Records": "not a list"}))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(bad.status().as_u16(), 200);
+    assert_eq!(
+        bad.headers()
+            .get("x-amz-function-error")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("Unhandled")
+    );
+    let answer: Value = bad.json().await.expect("JSON");
+    assert_eq!(answer["errorType"], "Runtime.UnmarshalError");
+}

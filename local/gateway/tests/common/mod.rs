@@ -50,7 +50,7 @@ fn command(overrides: &str) -> (Command, PathBuf) {
         .current_dir(&root)
         .args(["--endpoint", &testkit::moto_endpoint()])
         .args(["--template", "template.yaml"])
-        .args(["--port", "0"])
+        .args(["--port", "0", "--lambda-port", "0"])
         .args(["--stack-name", &testkit::unique("t")])
         .arg("--state-file")
         .arg(dir.join("stack.json"))

@@ -1,0 +1,137 @@
+//! The Lambda `Invoke` API for the local stack's functions, so that `aws lambda invoke
+//! --endpoint-url ...`, the AWS SDKs and `make invoke` can run any function of the templates with
+//! any event — a Docker-free `sam local invoke` against the running stack.
+//!
+//! `POST /2015-03-31/functions/{name}/invocations`, where `{name}` is the function's physical name,
+//! its ARN, or its logical id qualified by its stack (`UserApi.ConsumerFunction`).
+//! `X-Amz-Invocation-Type: RequestResponse` (default) answers `200` with the result, or with
+//! `X-Amz-Function-Error: Unhandled` and `{"errorMessage", "errorType"}`; `Event` queues an
+//! asynchronous invoke with the function's `EventInvokeConfig` and answers `202`; `DryRun` `204`.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::async_invoke::AsyncInvoker;
+use crate::functions::Function;
+
+/// The functions the endpoint serves.
+#[derive(Debug)]
+pub struct LambdaApi {
+    functions: Vec<Arc<Function>>,
+    invoker: Arc<AsyncInvoker>,
+}
+
+impl LambdaApi {
+    /// An endpoint for `functions`.
+    pub fn new(functions: Vec<Arc<Function>>, invoker: Arc<AsyncInvoker>) -> Self {
+        Self { functions, invoker }
+    }
+
+    fn find(&self, name: &str) -> Option<&Arc<Function>> {
+        let name = name.trim_end_matches(":$LATEST");
+        self.functions
+            .iter()
+            .find(|f| f.name == name || f.arn == name || f.id == name)
+    }
+
+    /// Serves the endpoint on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
+        let app = axum::Router::new()
+            .route(
+                "/2015-03-31/functions/{name}/invocations",
+                axum::routing::post(invoke),
+            )
+            .with_state(self);
+        axum::serve(listener, app).await?;
+        Ok(())
+    }
+}
+
+fn error(status: StatusCode, kind: &str, text: &str) -> Response {
+    let mut response = (
+        status,
+        axum::Json(json!({ "Type": "User", "message": text })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        response.headers_mut().insert("x-amzn-errortype", v);
+    }
+    response
+}
+
+async fn invoke(
+    State(api): State<Arc<LambdaApi>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(function) = api.find(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {name}"),
+        );
+    };
+    let payload: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContentException",
+                    "Could not parse request body into json",
+                );
+            }
+        }
+    };
+    let kind = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    match kind {
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        "Event" => match api.invoker.invoke(&function.arn, payload) {
+            Some(_) => StatusCode::ACCEPTED.into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                &format!("Function not found: {name}"),
+            ),
+        },
+        "RequestResponse" => {
+            let mut response = match function.invoke(payload).await {
+                Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
+                Err(e) => {
+                    let mut r = (
+                        StatusCode::OK,
+                        axum::Json(json!({"errorMessage": e.message, "errorType": e.error_type})),
+                    )
+                        .into_response();
+                    r.headers_mut().insert(
+                        "x-amz-function-error",
+                        HeaderValue::from_static("Unhandled"),
+                    );
+                    r
+                }
+            };
+            response.headers_mut().insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
+            response
+        }
+        other => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &format!("Invalid invocation type {other}"),
+        ),
+    }
+}
