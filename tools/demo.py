@@ -329,7 +329,8 @@ def user_api(state, pattern):
     if status["state"] != "CREATED":
         fail(f"unexpected status {status}")
     proved(f"GET /status (a DynamoDB Query on the byMessageId index; 404 while pending) names user {status['userId']}, CREATED")
-    code, body = curl(["-u", f"{user}:{password}", f"{base}/users/{status['userId']}"])
+    created = status
+    code, body = curl(["-u", f"{user}:{password}", f"{base}/users/{created['userId']}"])
     if code != 200 or json.loads(body)["email"] != "ada@example.com":
         fail("the user could not be read back")
     proved("GET /users/{userId} (a DynamoDB GetItem) returns the user; its id was derived from the message id")
@@ -367,7 +368,7 @@ def user_api(state, pattern):
         fail("the redelivery was not handled")
     again = status_of(message_id)
     code, body = curl(["-u", f"{user}:{password}", f"{base}/users/{again['userId']}"])
-    if again["state"] != "CREATED" or again["userId"] != status["userId"] or code != 200:
+    if again["state"] != "CREATED" or again["userId"] != created["userId"] or code != 200:
         fail(f"unexpected status after the redelivery {again}")
     proved("same message id, same user id: the conditional write made the redelivery a no-op (no second user)")
 
