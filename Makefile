@@ -87,10 +87,12 @@ invoke: ## Invoke a running local function with an event, like sam local invoke 
 
 .PHONY: test
 test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sample-event, moto and end-to-end tests, template checks
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test-rust.log
 
 .PHONY: test-rust
 test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
-	tools/with-moto.sh cargo test --locked --workspace --all-targets
+	@mkdir -p .local
+	set -o pipefail; tools/with-moto.sh cargo test --locked --workspace --all-targets 2>&1 | tee .local/test-rust.log
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings denied
