@@ -620,7 +620,9 @@ mod tests {
         );
         let event = |header: &str| {
             json!({"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/v1/POST/users",
-                   "headers": {"Authorization": header}})
+                   "headers": {"Authorization": header},
+                   "requestContext": {"accountId": "123456789012", "apiId": "abc", "stage": "v1",
+                                      "httpMethod": "POST", "resourcePath": "/users", "requestId": "r-1"}})
         };
         let allow = authorizer
             .handle_event(event(&basic("u:p")))
