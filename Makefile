@@ -109,6 +109,10 @@ check-templates: venv ## cfn-lint, sam validate --lint and checkov on every temp
 contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## The user-api contract test alone (schemathesis against the local gateway)
 	tools/with-moto.sh cargo test --locked -p local-gateway --test e2e_user_api schemathesis
 
+.PHONY: bench
+bench: ## What the project's own code costs, apart from AWS: authorizer decision, batch fan-out
+	cargo run --locked --release -p patterns-bench
+
 .PHONY: clean
 clean: ## Remove local state and SAM build output (the shared cargo cache stays)
 	rm -rf .local .aws-sam
