@@ -467,23 +467,8 @@ impl HttpApi {
     }
 
     fn authorizer_event(&self, route: &Route, request: &Request, identity: &[String]) -> Value {
-        let headers: serde_json::Map<String, Value> = request
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_owned(),
-                    Value::String(v.to_str().ok()?.to_owned()),
-                ))
-            })
-            .collect();
-        let query: serde_json::Map<String, Value> = request
-            .query
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .filter(|(k, _)| !k.is_empty())
-            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-            .collect();
+        let headers = crate::headers_json(&request.headers);
+        let query = crate::query_json(&request.query);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

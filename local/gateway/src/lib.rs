@@ -39,3 +39,29 @@ pub fn random_alnum(len: usize) -> String {
     }
     out
 }
+
+/// Request headers as a JSON object (the shape API Gateway events carry); values that are not
+/// visible ASCII are left out.
+pub(crate) fn headers_json(
+    headers: &axum::http::HeaderMap,
+) -> serde_json::Map<String, serde_json::Value> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                serde_json::Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect()
+}
+
+/// A raw query string as a JSON object of its parameters (the last value of a repeated one wins).
+pub(crate) fn query_json(query: &str) -> serde_json::Map<String, serde_json::Value> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+        .collect()
+}

@@ -471,15 +471,7 @@ impl RestApi {
         let policy = match cached {
             Some(policy) => policy,
             None => {
-                let header_map: serde_json::Map<String, Value> = headers
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((
-                            k.as_str().to_owned(),
-                            Value::String(v.to_str().ok()?.to_owned()),
-                        ))
-                    })
-                    .collect();
+                let header_map = crate::headers_json(headers);
                 let event = json!({
                     "type": "REQUEST",
                     "methodArn": method_arn,
@@ -570,23 +562,8 @@ impl RestApi {
     }
 
     fn params(&self, call: &Call) -> Value {
-        let query: serde_json::Map<String, Value> = call
-            .query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")))
-            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-            .collect();
-        let headers: serde_json::Map<String, Value> = call
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_owned(),
-                    Value::String(v.to_str().ok()?.to_owned()),
-                ))
-            })
-            .collect();
+        let query = crate::query_json(&call.query);
+        let headers = crate::headers_json(&call.headers);
         json!({ "path": call.path_params, "querystring": query, "header": headers })
     }
 
