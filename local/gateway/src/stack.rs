@@ -423,18 +423,7 @@ async fn create_queue(clients: &Clients, name: &str, props: &Value) -> Result<Ph
         .await?
         .queue_url
         .ok_or_else(|| anyhow!("CreateQueue returned no URL"))?;
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?;
-    let arn = attributes
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .ok_or_else(|| anyhow!("queue {name} has no ARN"))?;
+    let arn = queue_arn(clients, &url).await?;
     Ok(Physical {
         reference: url.clone(),
         attributes: [
@@ -445,6 +434,22 @@ async fn create_queue(clients: &Clients, name: &str, props: &Value) -> Result<Ph
         .into_iter()
         .collect(),
     })
+}
+
+/// The ARN of the queue at `url`.
+async fn queue_arn(clients: &Clients, url: &str) -> Result<String> {
+    let attributes = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| anyhow!("queue {url} has no ARN"))
 }
 
 fn key_schema(items: Option<&Value>) -> Result<Vec<KeySchemaElement>> {
@@ -712,18 +717,7 @@ async fn create_rule(
                 .send()
                 .await?;
             let url = queue.queue_url.ok_or_else(|| anyhow!("no queue URL"))?;
-            let attrs = clients
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await?;
-            let queue_arn = attrs
-                .attributes()
-                .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-                .cloned()
-                .unwrap_or_default();
+            let queue_arn = queue_arn(clients, &url).await?;
             deliveries.push(Delivery {
                 queue_url: url,
                 function_arn: target_arn,
