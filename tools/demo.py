@@ -382,7 +382,9 @@ def main():
     workdir = tempfile.mkdtemp(prefix="demo-")
     state_file = os.path.join(workdir, "stack.json")
     port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    # moto through the project's launcher, which serialises its requests (see tools/moto_server.py).
+    launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_server.py")
+    moto = subprocess.Popen([sys.executable, launcher, "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateway = None
     try:

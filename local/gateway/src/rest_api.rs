@@ -496,8 +496,15 @@ impl RestApi {
                         }
                         policy
                     }
-                    Ok(_) | Err(_) => {
-                        tracing::warn!(authorizer = %authorizer.name, "authorizer failed or answered without a policy");
+                    answer => {
+                        match answer {
+                            Err(error) => {
+                                tracing::warn!(authorizer = %authorizer.name, error = %error, "authorizer failed")
+                            }
+                            Ok(_) => {
+                                tracing::warn!(authorizer = %authorizer.name, "authorizer answered without a policy")
+                            }
+                        }
                         return Err(message(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "Internal server error",

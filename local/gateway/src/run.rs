@@ -102,7 +102,7 @@ pub async fn start(options: &Options) -> Result<Running> {
     ));
     tokio::spawn(async move {
         if let Err(error) = lambda_api.serve(lambda_listener).await {
-            tracing::error!(error = %error, "Lambda API stopped");
+            tracing::error!(error = %format!("{error:#}"), "Lambda API stopped");
         }
     });
     let mut helper: Option<Arc<Helper>> = None;
@@ -164,7 +164,7 @@ pub async fn start(options: &Options) -> Result<Running> {
             tokio::spawn(async move {
                 let id = api.id.clone();
                 if let Err(error) = api.serve(listener).await {
-                    tracing::error!(api = %id, error = %error, "API server stopped");
+                    tracing::error!(api = %id, error = %format!("{error:#}"), "API server stopped");
                 }
             });
         }
@@ -202,7 +202,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                 tokio::spawn(async move {
                     let id = api.id.clone();
                     if let Err(error) = api.serve(listener).await {
-                        tracing::error!(api = %id, error = %error, "API server stopped");
+                        tracing::error!(api = %id, error = %format!("{error:#}"), "API server stopped");
                     }
                 });
             }

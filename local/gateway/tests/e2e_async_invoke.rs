@@ -145,9 +145,9 @@ async fn final_state(stack: &LocalStack, id: &str, timeout: Duration) -> Value {
 
 #[tokio::test]
 async fn a_signed_job_is_accepted_then_polled_to_success_with_its_result() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let id = submit(&stack, r#"{"seconds": 1}"#).await;
-    let done = final_state(&stack, &id, Duration::from_secs(20)).await;
+    let done = final_state(&stack, &id, common::SETTLE).await;
     assert_eq!(done["status"], "SUCCEEDED");
     assert_eq!(done["result"], json!({"sleptSeconds": 1}));
     assert_eq!(done["parameters"], json!({"seconds": 1}));
@@ -156,7 +156,7 @@ async fn a_signed_job_is_accepted_then_polled_to_success_with_its_result() {
 
 #[tokio::test]
 async fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_start_no_job() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let url = format!("{}/jobs", base(&stack));
     let (status, _, body) = send("POST", &url, r#"{"seconds": 1}"#, None, SystemTime::now()).await;
     assert_eq!(
@@ -228,7 +228,7 @@ async fn unsigned_wrongly_signed_and_stale_requests_are_refused_and_start_no_job
 
 #[tokio::test]
 async fn a_body_that_breaks_the_schema_gets_400_and_starts_no_job() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     for bad in [
         r#"{"seconds": 0}"#,
         r#"{"seconds": "1"}"#,
@@ -256,7 +256,7 @@ async fn a_body_that_breaks_the_schema_gets_400_and_starts_no_job() {
 
 #[tokio::test]
 async fn an_unknown_job_id_gives_404() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (status, body) = job(&stack, "no-such-job").await;
     assert_eq!(status, 404, "{body}");
     assert!(
@@ -269,9 +269,9 @@ async fn an_unknown_job_id_gives_404() {
 
 #[tokio::test]
 async fn a_failing_job_is_retried_as_configured_then_recorded_failed_with_its_error() {
-    let stack = LocalStack::start("AsyncInvoke.MaximumRetryAttempts=1").await;
+    let stack = LocalStack::start(P, "AsyncInvoke.MaximumRetryAttempts=1").await;
     let id = submit(&stack, r#"{"seconds": 1, "failure": "upstream timed out"}"#).await;
-    let done = final_state(&stack, &id, Duration::from_secs(30)).await;
+    let done = final_state(&stack, &id, common::settle_after(Duration::from_secs(1))).await;
     assert_eq!(done["status"], "FAILED");
     assert_eq!(done["attempts"], 2, "one try and exactly one retry: {done}");
     assert_eq!(done["error"]["message"], "job failed: upstream timed out");
@@ -283,6 +283,7 @@ async fn a_failing_job_is_retried_as_configured_then_recorded_failed_with_its_er
 #[tokio::test]
 async fn when_the_error_handler_fails_the_event_is_archived_and_a_replay_redrives_it() {
     let stack = LocalStack::start(
+        P,
         "AsyncInvoke.MaximumRetryAttempts=0 AsyncInvoke.ErrorHandlerMaximumRetryAttempts=0",
     )
     .await;
@@ -303,7 +304,7 @@ async fn when_the_error_handler_fails_the_event_is_archived_and_a_replay_redrive
     let id = submit(&stack, r#"{"seconds": 1}"#).await;
     testkit::eventually(
         "the failure in the archive",
-        Duration::from_secs(30),
+        common::settle_after(Duration::from_secs(3)),
         || async {
             let out = events
                 .describe_archive()
@@ -356,7 +357,7 @@ async fn when_the_error_handler_fails_the_event_is_archived_and_a_replay_redrive
         .await
         .expect("start replay");
 
-    let done = final_state(&stack, &id, Duration::from_secs(30)).await;
+    let done = final_state(&stack, &id, common::settle_after(Duration::from_secs(3))).await;
     assert_eq!(
         done["status"], "FAILED",
         "the replay re-drove the failure to the error handler: {done}"
@@ -372,7 +373,7 @@ async fn when_the_error_handler_fails_the_event_is_archived_and_a_replay_redrive
 
 #[tokio::test]
 async fn a_hundred_concurrent_jobs_all_reach_a_final_state() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let submissions = (0..100).map(|i| {
         let body = if i % 10 == 0 {
             r#"{"seconds": 1, "failure": "planned"}"#
@@ -389,7 +390,7 @@ async fn a_hundred_concurrent_jobs_all_reach_a_final_state() {
     distinct.dedup();
     assert_eq!(distinct.len(), 100, "every job has its own id");
     let table = stack.table(P, "JobsTable");
-    testkit::eventually("100 finished jobs", Duration::from_secs(60), || async {
+    testkit::eventually("100 finished jobs", common::SETTLE, || async {
         let items = stack.items(&table).await;
         let finished = items
             .iter()

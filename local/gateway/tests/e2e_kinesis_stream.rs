@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::LocalStack;
@@ -16,7 +15,7 @@ const P: &str = "KinesisStream";
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(common::SETTLE)
         .build()
         .expect("http client")
 }
@@ -84,7 +83,7 @@ async fn failure_messages(stack: &LocalStack) -> Vec<Value> {
 
 #[tokio::test]
 async fn records_of_one_key_apply_in_order_and_the_newest_wins() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let mut last = String::new();
     for n in 0..5 {
         let (status, answer) = put(&stack, "order-1", &json!({"step": n}).to_string()).await;
@@ -94,15 +93,11 @@ async fn records_of_one_key_apply_in_order_and_the_newest_wins() {
             .expect("sequence number")
             .to_owned();
     }
-    let stored = testkit::eventually(
-        "the newest record applied",
-        Duration::from_secs(20),
-        || async {
-            item(&stack, "order-1")
-                .await
-                .filter(|i| s(i, "sequenceNumber") == last)
-        },
-    )
+    let stored = testkit::eventually("the newest record applied", common::SETTLE, || async {
+        item(&stack, "order-1")
+            .await
+            .filter(|i| s(i, "sequenceNumber") == last)
+    })
     .await;
     assert_eq!(
         stored["payload"].as_m().expect("map")["step"],
@@ -112,7 +107,7 @@ async fn records_of_one_key_apply_in_order_and_the_newest_wins() {
 
 #[tokio::test]
 async fn wrong_stream_and_bad_credentials_are_refused_with_nothing_written() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     let wrong_stream = http()
         .post(url(&stack, "someone-elses-stream", "e1"))
@@ -163,7 +158,7 @@ async fn wrong_stream_and_bad_credentials_are_refused_with_nothing_written() {
 #[tokio::test]
 async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_while_neighbours_are_stored()
  {
-    let stack = LocalStack::start("KinesisStream.MaximumRetryAttempts=2").await;
+    let stack = LocalStack::start(P, "KinesisStream.MaximumRetryAttempts=2").await;
     let (status, _) = put(&stack, "good-a", r#"{"v":"a"}"#).await;
     assert_eq!(status, 200);
     let (status, poison) = put(&stack, "bad", "this is not JSON").await;
@@ -175,11 +170,10 @@ async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_w
     put(&stack, "good-b", r#"{"v":"b"}"#).await;
     put(&stack, "bad", r#"{"v":"fixed later"}"#).await;
 
-    let failures =
-        testkit::eventually("the on-failure record", Duration::from_secs(30), || async {
-            Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
-        })
-        .await;
+    let failures = testkit::eventually("the on-failure record", common::SETTLE, || async {
+        Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
+    })
+    .await;
     assert_eq!(failures.len(), 1, "{failures:#?}");
     let info = &failures[0]["KinesisBatchInfo"];
     assert_eq!(
@@ -202,15 +196,12 @@ async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_w
     );
 
     for key in ["good-a", "good-b"] {
-        testkit::eventually(key, Duration::from_secs(20), || async {
-            item(&stack, key).await
-        })
-        .await;
+        testkit::eventually(key, common::SETTLE, || async { item(&stack, key).await }).await;
     }
     // After the poison record was discarded, its key moved on.
     let later = testkit::eventually(
         "the later record of the poisoned key",
-        Duration::from_secs(20),
+        common::SETTLE,
         || async { item(&stack, "bad").await },
     )
     .await;
@@ -222,7 +213,7 @@ async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_w
 
 #[tokio::test]
 async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expected_items() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     let client = http();
     let stream = stream(&stack);
@@ -260,7 +251,7 @@ async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expecte
     let table = stack.table(P, "EventsTable");
     testkit::eventually(
         "20 items at their newest record",
-        Duration::from_secs(90),
+        common::SETTLE,
         || async {
             let items = stack.items(&table).await;
             let done = items.len() == 20
@@ -285,7 +276,7 @@ async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expecte
 
 #[tokio::test]
 async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_was_down() {
-    let stack = LocalStack::start("KinesisStream.MaximumRetryAttempts=1").await;
+    let stack = LocalStack::start(P, "KinesisStream.MaximumRetryAttempts=1").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
     let table = stack.table(P, "EventsTable");
     // An outage: the table disappears, so every write fails and the batch is given up on.
@@ -298,7 +289,7 @@ async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_w
     let (status, answer) = put(&stack, "during-outage", r#"{"v":"kept"}"#).await;
     assert_eq!(status, 200);
     let seq = answer["SequenceNumber"].as_str().expect("seq").to_owned();
-    testkit::eventually("the on-failure record", Duration::from_secs(30), || async {
+    testkit::eventually("the on-failure record", common::SETTLE, || async {
         Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
     })
     .await;
@@ -343,7 +334,7 @@ async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_w
 
 #[tokio::test]
 async fn the_recovery_command_reports_records_the_stream_no_longer_holds() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let queue = stack.queue_url(P, "FailureQueue");
     let stream_arn = format!(

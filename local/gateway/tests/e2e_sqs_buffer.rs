@@ -15,7 +15,7 @@ const P: &str = "SqsBuffer";
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(common::SETTLE)
         .build()
         .expect("http client")
 }
@@ -50,7 +50,7 @@ fn message_id(answer: &Value) -> String {
 
 #[tokio::test]
 async fn valid_credentials_get_200_and_a_message_id_and_the_event_is_stored() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     let (status, answer) = post(
         &stack,
@@ -62,11 +62,9 @@ async fn valid_credentials_get_200_and_a_message_id_and_the_event_is_stored() {
     let id = message_id(&answer);
 
     let table = stack.table(P, "EventsTable");
-    let item = testkit::eventually(
-        "the event in the table",
-        Duration::from_secs(15),
-        || async { stack.items(&table).await.into_iter().next() },
-    )
+    let item = testkit::eventually("the event in the table", common::SETTLE, || async {
+        stack.items(&table).await.into_iter().next()
+    })
     .await;
     assert_eq!(item["eventId"], AttributeValue::S("evt-1".into()));
     assert_eq!(item["messageId"], AttributeValue::S(id));
@@ -78,7 +76,7 @@ async fn valid_credentials_get_200_and_a_message_id_and_the_event_is_stored() {
 
 #[tokio::test]
 async fn bad_or_missing_credentials_are_refused_and_nothing_is_enqueued() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, _) = stack.credentials(P);
     let (status, body) = post(
         &stack,
@@ -109,8 +107,11 @@ async fn bad_or_missing_credentials_are_refused_and_nothing_is_enqueued() {
 #[tokio::test]
 async fn non_json_body_is_accepted_then_dead_lettered_and_redrive_brings_it_back() {
     // Short visibility and two receives keep the failure path fast; the template is unchanged.
-    let stack =
-        LocalStack::start("QueueVisibilityTimeout=1 ConsumerTimeout=1 MaxReceiveCount=2").await;
+    let stack = LocalStack::start(
+        P,
+        "QueueVisibilityTimeout=1 ConsumerTimeout=1 MaxReceiveCount=2",
+    )
+    .await;
     let (user, password) = stack.credentials(P);
     let (status, answer) = post(&stack, "Test Message", Some((&user, &password))).await;
     assert_eq!(status, 200, "{answer}");
@@ -126,7 +127,7 @@ async fn non_json_body_is_accepted_then_dead_lettered_and_redrive_brings_it_back
     let dlq = stack.queue_url(P, "DeadLetterQueue");
     testkit::eventually(
         "the poison message in the DLQ",
-        Duration::from_secs(30),
+        common::settle_after(Duration::from_secs(2)),
         || async { (stack.queue_depth(&dlq).await == 1).then_some(()) },
     )
     .await;
@@ -150,7 +151,7 @@ async fn non_json_body_is_accepted_then_dead_lettered_and_redrive_brings_it_back
     // and returns to the DLQ: nothing is lost on the way.
     testkit::eventually(
         "the redriven message back in the DLQ",
-        Duration::from_secs(30),
+        common::settle_after(Duration::from_secs(2)),
         || async { (stack.queue_depth(&dlq).await == 1).then_some(()) },
     )
     .await;
@@ -172,7 +173,7 @@ async fn non_json_body_is_accepted_then_dead_lettered_and_redrive_brings_it_back
 
 #[tokio::test]
 async fn the_same_event_posted_twice_is_stored_once() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     for _ in 0..2 {
         let (status, _) = post(
@@ -184,7 +185,7 @@ async fn the_same_event_posted_twice_is_stored_once() {
         assert_eq!(status, 200);
     }
     let url = stack.queue_url(P, "BufferQueue");
-    testkit::eventually("the queue drained", Duration::from_secs(15), || async {
+    testkit::eventually("the queue drained", common::SETTLE, || async {
         (stack.queue_depth(&url).await == 0).then_some(())
     })
     .await;
@@ -193,7 +194,7 @@ async fn the_same_event_posted_twice_is_stored_once() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_posts_give_exactly_two_hundred_items() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     let url = submit_url(&stack);
     let http = client();
@@ -209,12 +210,12 @@ async fn two_hundred_concurrent_posts_give_exactly_two_hundred_items() {
     assert_eq!(ok, 200, "every post is accepted: {statuses:?}");
 
     let table = stack.table(P, "EventsTable");
-    testkit::eventually("200 items", Duration::from_secs(90), || async {
+    testkit::eventually("200 items", common::SETTLE, || async {
         (stack.items(&table).await.len() >= 200).then_some(())
     })
     .await;
     let queue = stack.queue_url(P, "BufferQueue");
-    testkit::eventually("the queue drained", Duration::from_secs(30), || async {
+    testkit::eventually("the queue drained", common::SETTLE, || async {
         (stack.queue_depth(&queue).await == 0).then_some(())
     })
     .await;
@@ -240,19 +241,19 @@ async fn two_hundred_concurrent_posts_give_exactly_two_hundred_items() {
 
 #[tokio::test]
 async fn parameter_overrides_reach_the_pattern_and_bad_ones_are_refused() {
-    let stack = LocalStack::start("BatchSize=3 MaxReceiveCount=7").await;
+    let stack = LocalStack::start(P, "BatchSize=3 MaxReceiveCount=7").await;
     let parameters = &stack.pattern(P)["parameters"];
     assert_eq!(parameters["BatchSize"], "3");
     assert_eq!(parameters["MaxReceiveCount"], "7");
     drop(stack);
 
-    let (ok, output) = common::run_to_exit("BatchSize=0");
+    let (ok, output) = common::run_to_exit(P, "BatchSize=0");
     assert!(!ok, "BatchSize=0 must be refused");
     assert!(
         output.contains("BatchSize=0 is below its MinValue"),
         "{output}"
     );
-    let (ok, output) = common::run_to_exit("BatchSize=50");
+    let (ok, output) = common::run_to_exit(P, "BatchSize=50");
     assert!(
         !ok,
         "a batch above 10 with no batching window must be refused, as Lambda does"
@@ -265,7 +266,7 @@ async fn parameter_overrides_reach_the_pattern_and_bad_ones_are_refused() {
 
 #[tokio::test]
 async fn empty_body_is_refused_with_400_and_nothing_is_enqueued() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);
     let (status, body) = post(&stack, "", Some((&user, &password))).await;
     assert_eq!(status, 400, "{body}");

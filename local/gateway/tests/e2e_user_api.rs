@@ -15,7 +15,7 @@ const P: &str = "UserApi";
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(common::SETTLE)
         .build()
         .expect("client")
 }
@@ -64,7 +64,7 @@ async fn get(stack: &LocalStack, path: &str) -> (u16, Value) {
 
 /// Polls the status route until the request is processed (404 means "not yet").
 async fn processed(stack: &LocalStack, message_id: &str) -> Value {
-    testkit::eventually("a processed status", Duration::from_secs(30), || async {
+    testkit::eventually("a processed status", common::SETTLE, || async {
         let (status, body) = get(stack, &format!("/status/{message_id}")).await;
         (status == 200).then_some(body)
     })
@@ -73,7 +73,7 @@ async fn processed(stack: &LocalStack, message_id: &str) -> Value {
 
 #[tokio::test]
 async fn create_then_status_then_read_works_over_http_with_basic_auth() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (status, location, answer) = create(
         &stack,
         json!({"name": "Ada Lovelace", "email": "ada@example.com", "locale": "en-GB"}),
@@ -100,7 +100,7 @@ async fn create_then_status_then_read_works_over_http_with_basic_auth() {
 
 #[tokio::test]
 async fn schema_violations_and_bad_credentials_are_refused_with_nothing_enqueued() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     for bad in [
         json!({"name": "No email"}),
         json!({"name": "", "email": "a@b.co"}),
@@ -143,7 +143,7 @@ async fn schema_violations_and_bad_credentials_are_refused_with_nothing_enqueued
 
 #[tokio::test]
 async fn a_taken_email_makes_no_second_user_and_a_status_that_explains_it() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (_, _, first) = create(
         &stack,
         json!({"name": "Grace", "email": "grace@example.com"}),
@@ -159,23 +159,15 @@ async fn a_taken_email_makes_no_second_user_and_a_status_that_explains_it() {
     let state = processed(&stack, second["messageId"].as_str().expect("id")).await;
     assert_eq!(state["state"], "EMAIL_TAKEN");
     assert_eq!(state["userId"], Value::Null);
-    let users = stack
-        .items(&stack.table(P, "UsersTable"))
-        .await
-        .into_iter()
-        .filter(|i| {
-            i.get("kind")
-                .and_then(|k| k.as_s().ok())
-                .map(String::as_str)
-                == Some("user")
-        })
-        .count();
-    assert_eq!(users, 1);
+    assert_eq!(
+        users_in(&stack.items(&stack.table(P, "UsersTable")).await),
+        1
+    );
 }
 
 #[tokio::test]
 async fn unknown_ids_give_404_on_both_read_routes() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let (status, _) = get(&stack, "/status/no-such-message").await;
     assert_eq!(status, 404);
     let (status, _) = get(&stack, "/users/no-such-user").await;
@@ -187,51 +179,96 @@ async fn unknown_ids_give_404_on_both_read_routes() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
-async fn two_hundred_concurrent_creates_give_two_hundred_users() {
-    let stack = LocalStack::start("").await;
-    let creates = (0..200).map(|i| {
-        let stack = &stack;
-        async move {
-            create(
-                stack,
-                json!({"name": format!("User {i}"), "email": format!("user{i}@example.com")}),
-            )
-            .await
-        }
-    });
+fn users_in(
+    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
+) -> usize {
+    items
+        .iter()
+        .filter(|i| {
+            i.get("kind")
+                .and_then(|k| k.as_s().ok())
+                .map(String::as_str)
+                == Some("user")
+        })
+        .count()
+}
+
+/// Sends every create at once; asserts each was accepted; returns the message ids.
+async fn create_all_at_once(stack: &LocalStack, bodies: Vec<Value>) -> Vec<String> {
+    let creates = bodies.into_iter().map(|body| create(stack, body));
     let answers = futures::future::join_all(creates).await;
-    assert!(
-        answers.iter().all(|(status, _, _)| *status == 202),
-        "every create is accepted"
-    );
-    let table = stack.table(P, "UsersTable");
-    testkit::eventually("200 users", Duration::from_secs(90), || async {
-        let users = stack
-            .items(&table)
-            .await
-            .into_iter()
-            .filter(|i| {
-                i.get("kind")
-                    .and_then(|k| k.as_s().ok())
-                    .map(String::as_str)
-                    == Some("user")
-            })
-            .count();
-        (users == 200).then_some(())
+    answers
+        .into_iter()
+        .map(|(status, _, answer)| {
+            assert_eq!(status, 202, "every create is accepted: {answer}");
+            answer["messageId"].as_str().expect("messageId").to_owned()
+        })
+        .collect()
+}
+
+/// Waits until every request has a terminal status, and returns the states.
+async fn final_states(stack: &LocalStack, message_ids: &[String]) -> Vec<String> {
+    let mut states = Vec::new();
+    for id in message_ids {
+        let state = processed(stack, id).await;
+        states.push(state["state"].as_str().expect("state").to_owned());
+    }
+    states
+}
+
+async fn nothing_left_or_dead_lettered(stack: &LocalStack) {
+    let queue = stack.queue_url(P, "UserQueue");
+    testkit::eventually("the queue drained", common::SETTLE, || async {
+        (stack.queue_depth(&queue).await == 0).then_some(())
     })
     .await;
     assert_eq!(
         stack
             .queue_depth(&stack.queue_url(P, "DeadLetterQueue"))
             .await,
-        0
+        0,
+        "no message was dead-lettered"
     );
 }
 
 #[tokio::test]
+async fn two_hundred_concurrent_creates_give_two_hundred_users() {
+    let stack = LocalStack::start(P, "").await;
+    let bodies = (0..200)
+        .map(|i| json!({"name": format!("User {i}"), "email": format!("user{i}@example.com")}))
+        .collect();
+    let ids = create_all_at_once(&stack, bodies).await;
+    let states = final_states(&stack, &ids).await;
+    assert!(states.iter().all(|s| s == "CREATED"), "{states:?}");
+    assert_eq!(
+        users_in(&stack.items(&stack.table(P, "UsersTable")).await),
+        200
+    );
+    nothing_left_or_dead_lettered(&stack).await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_email_end_in_one_user_and_the_rest_email_taken() {
+    let stack = LocalStack::start(P, "").await;
+    let bodies = (0..20)
+        .map(|i| json!({"name": format!("Twin {i}"), "email": "twin@example.com"}))
+        .collect();
+    let ids = create_all_at_once(&stack, bodies).await;
+    let mut states = final_states(&stack, &ids).await;
+    states.sort();
+    let mut expected = vec!["CREATED".to_owned()];
+    expected.extend(std::iter::repeat_n("EMAIL_TAKEN".to_owned(), 19));
+    assert_eq!(states, expected);
+    assert_eq!(
+        users_in(&stack.items(&stack.table(P, "UsersTable")).await),
+        1
+    );
+    nothing_left_or_dead_lettered(&stack).await;
+}
+
+#[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_response_breaking_the_openapi_document() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let root = testkit::repo_root();
     let schemathesis = root.join(".venv-contract/bin/schemathesis");
     assert!(
@@ -270,7 +307,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_breaking_the_openapi
 
 #[tokio::test]
 async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_user() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let body = json!({"name": "Ada", "email": "ada@example.com"});
     let (_, _, answer) = create(&stack, body.clone()).await;
     let message_id = answer["messageId"].as_str().expect("id").to_owned();
@@ -285,7 +322,8 @@ async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_us
         "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}, "eventSource": "aws:sqs"}]});
     let response = http()
         .post(format!(
-            "{lambda}/2015-03-31/functions/UserApi.ConsumerFunction/invocations"
+            "{lambda}/2015-03-31/functions/{}/invocations",
+            stack.function_id("ConsumerFunction")
         ))
         .json(&event)
         .send()
@@ -321,7 +359,7 @@ async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_us
 
 #[tokio::test]
 async fn the_lambda_api_refuses_unknown_functions_and_reports_function_errors() {
-    let stack = LocalStack::start("").await;
+    let stack = LocalStack::start(P, "").await;
     let lambda = stack.state["lambdaEndpoint"]
         .as_str()
         .expect("lambda endpoint")
@@ -338,7 +376,8 @@ async fn the_lambda_api_refuses_unknown_functions_and_reports_function_errors() 
     // An SQS consumer given something that is not an SQS event: a function error, as in Lambda.
     let bad = http()
         .post(format!(
-            "{lambda}/2015-03-31/functions/UserApi.ConsumerFunction/invocations"
+            "{lambda}/2015-03-31/functions/{}/invocations",
+            stack.function_id("ConsumerFunction")
         ))
         .json(&json!({"Records": "not a list"}))
         .send()

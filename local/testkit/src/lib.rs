@@ -7,6 +7,8 @@
 
 #![allow(clippy::expect_used)] // test support: a broken environment should stop the test loudly
 
+pub mod faults;
+
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -55,11 +57,12 @@ fn start_moto() -> String {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    // The supervisor runs moto and stops it when our end of its stdin closes, which happens
+    // The supervisor runs moto (through the project's launcher, which serialises its requests:
+    // tools/moto_server.py says why) and stops it when our end of its stdin closes, which happens
     // when this test process exits, however it exits.
     let supervisor = r#"
 import subprocess, sys
-moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", sys.argv[1]],
+moto = subprocess.Popen([sys.executable, sys.argv[2], "-H", "127.0.0.1", "-p", sys.argv[1]],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
     sys.stdin.read()
@@ -69,6 +72,7 @@ finally:
 "#;
     let child = Command::new(python)
         .args(["-c", supervisor, &port.to_string()])
+        .arg(root.join("tools/moto_server.py"))
         .stdin(Stdio::piped())
         .spawn()
         .expect("start moto");
@@ -105,6 +109,29 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every item of `table` (a scan, all pages).
+pub async fn scan_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return items;
+        }
     }
 }
 

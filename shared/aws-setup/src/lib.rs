@@ -6,6 +6,9 @@
 //! variables; [`load`] keeps that behaviour and [`load_with_endpoint`] lets a caller that knows its
 //! endpoint (the local gateway, tests) say so without touching the process environment.
 
+use std::error::Error;
+use std::fmt;
+
 pub use aws_config::SdkConfig;
 use aws_config::{BehaviorVersion, Region};
 
@@ -46,4 +49,23 @@ pub fn init_lambda_tracing() {
         .with_current_span(false)
         .without_time()
         .init();
+}
+
+/// Displays an error with every cause under it, `outer: cause: root cause`, so one log line
+/// tells the whole story (for an SDK error: the operation, the service's code and message).
+/// What the errors say is all it shows: never a payload, as long as no error puts one in its
+/// message.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
 }

@@ -144,7 +144,7 @@ pub async fn process_kinesis_batch<F, Fut, E>(
 where
     F: Fn(KinesisEventRecord) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: Display,
+    E: std::error::Error + 'static,
 {
     let mut groups: Vec<Vec<(SequenceNumber, KinesisEventRecord)>> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
@@ -172,7 +172,7 @@ where
                     tracing::warn!(
                         partition_key = %key,
                         sequence_number = %sequence,
-                        error = %error,
+                        error = %crate::ErrorChain(&error),
                         held_back = total - position - 1,
                         "record failed; later records of its key wait for the retry"
                     );
@@ -254,7 +254,7 @@ mod tests {
                 async move {
                     let s = r.kinesis.sequence_number.clone();
                     if s == "3" {
-                        return Err("poison");
+                        return Err(std::io::Error::other("poison"));
                     }
                     applied
                         .lock()
@@ -288,7 +288,7 @@ mod tests {
                 if r.kinesis.partition_key == "a" {
                     Ok(())
                 } else {
-                    Err("boom")
+                    Err(std::io::Error::other("boom"))
                 }
             },
         )
@@ -299,13 +299,16 @@ mod tests {
 
     #[tokio::test]
     async fn success_reports_no_failure_and_never_an_empty_identifier() {
-        let response =
-            process_kinesis_batch(event(&[("a", "1")]), 1, |_| async { Ok::<_, &str>(()) })
-                .await
-                .expect("answered");
+        let response = process_kinesis_batch(event(&[("a", "1")]), 1, |_| async {
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .expect("answered");
         assert!(response.batch_item_failures.is_empty());
-        let bad =
-            process_kinesis_batch(event(&[("a", "")]), 1, |_| async { Ok::<_, &str>(()) }).await;
+        let bad = process_kinesis_batch(event(&[("a", "")]), 1, |_| async {
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
         assert!(matches!(
             bad,
             Err(KinesisBatchError::BadSequenceNumber { index: 0 })
@@ -328,7 +331,7 @@ mod tests {
             peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<_, &str>(())
+            Ok::<_, std::io::Error>(())
         })
         .await
         .expect("answered");

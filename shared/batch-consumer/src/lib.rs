@@ -9,8 +9,10 @@
 
 pub mod kinesis;
 
-use std::fmt::Display;
+use std::error::Error;
 use std::future::Future;
+
+pub use aws_setup::ErrorChain;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
@@ -33,7 +35,8 @@ pub enum BatchError {
 /// Runs `handle` on every record of `event`, at most `concurrency` at a time, and returns the
 /// partial batch response listing the records whose handling failed.
 ///
-/// Each failure is logged with the message id and the error (never the body).
+/// Each failure is logged with the message id and the error's whole cause chain (never the
+/// body).
 pub async fn process_sqs_batch<F, Fut, E>(
     event: SqsEvent,
     concurrency: usize,
@@ -42,7 +45,7 @@ pub async fn process_sqs_batch<F, Fut, E>(
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: Display,
+    E: Error + 'static,
 {
     let mut records = Vec::with_capacity(event.records.len());
     for (index, record) in event.records.into_iter().enumerate() {
@@ -64,7 +67,7 @@ where
     let mut response = SqsBatchResponse::default();
     for (_, id, outcome) in outcomes {
         if let Err(error) = outcome {
-            tracing::warn!(message_id = %id, error = %error, "record failed; reported for retry");
+            tracing::warn!(message_id = %id, error = %ErrorChain(&error), "record failed; reported for retry");
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
@@ -91,7 +94,7 @@ mod tests {
     async fn failures_are_reported_by_message_id_in_batch_order() {
         let response = process_sqs_batch(event(&["a", "b", "c", "d"]), 4, |m| async move {
             match m.message_id.as_deref() {
-                Some("b") | Some("d") => Err("boom"),
+                Some("b") | Some("d") => Err(std::io::Error::other("boom")),
                 _ => Ok(()),
             }
         })
@@ -105,11 +108,27 @@ mod tests {
         assert_eq!(ids, ["b", "d"]);
     }
 
+    #[test]
+    fn an_error_chain_shows_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("users table write failed")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other(
+            "InternalServerError: injected (HTTP 500)",
+        ));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "users table write failed: InternalServerError: injected (HTTP 500)"
+        );
+    }
+
     #[tokio::test]
     async fn all_successes_give_an_empty_failure_list() {
-        let response = process_sqs_batch(event(&["a", "b"]), 2, |_| async { Ok::<_, &str>(()) })
-            .await
-            .expect("batch answered");
+        let response = process_sqs_batch(event(&["a", "b"]), 2, |_| async {
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .expect("batch answered");
         assert!(response.batch_item_failures.is_empty());
     }
 
@@ -117,7 +136,7 @@ mod tests {
     async fn record_without_message_id_fails_the_batch() {
         let mut batch = event(&["a", "b"]);
         batch.records[1].message_id = None;
-        let result = process_sqs_batch(batch, 2, |_| async { Ok::<_, &str>(()) }).await;
+        let result = process_sqs_batch(batch, 2, |_| async { Ok::<_, std::io::Error>(()) }).await;
         assert!(matches!(
             result,
             Err(BatchError::MissingMessageId { index: 1 })
@@ -135,7 +154,7 @@ mod tests {
             peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             running.fetch_sub(1, Ordering::SeqCst);
-            Ok::<_, &str>(())
+            Ok::<_, std::io::Error>(())
         })
         .await
         .expect("batch answered");

@@ -6,16 +6,60 @@
 //! overwrites the stored event, and reports which of the two happened.
 //!
 //! The store is a small trait with two implementations: [`DynamoDbStore`] (the real SDK client,
-//! tested against moto) and [`MemoryStore`] (for fast logic tests).
+//! tested against moto) and [`MemoryStore`] (for fast logic tests). Transient failures
+//! (throttling, 5xx, transaction conflicts) are retried within the call by [`retry::Backoff`].
+
+pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::BoxFuture;
 use serde_json::Value;
+
+pub use retry::Backoff;
+
+/// A DynamoDB call that failed, with what DynamoDB answered: the operation, the error code and
+/// message, the HTTP status. The SDK's own error stays underneath as the source. (The SDK's
+/// `Display` of an error it has no type for says only "unhandled error", without the message.)
+#[derive(Debug, thiserror::Error)]
+#[error("DynamoDB {operation} failed: {detail}")]
+pub struct CallFailed {
+    operation: &'static str,
+    detail: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CallFailed {
+    /// Wraps the error of `operation`.
+    pub fn new<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let detail = match &error {
+            SdkError::ServiceError(service) => format!(
+                "{}: {} (HTTP {})",
+                service.err().code().unwrap_or("no error code"),
+                service.err().message().unwrap_or("no message"),
+                service.raw().status().as_u16()
+            ),
+            SdkError::TimeoutError(_) => "timed out".to_owned(),
+            SdkError::DispatchFailure(_) => "the request could not be sent".to_owned(),
+            SdkError::ResponseError(_) => "the response could not be read".to_owned(),
+            _ => "the request could not be built".to_owned(),
+        };
+        Self {
+            operation,
+            detail,
+            source: Box::new(error),
+        }
+    }
+}
 
 /// The settings of a function whose only setting is its table (`TABLE_NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +140,7 @@ pub struct DynamoDbStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
     key: String,
+    backoff: Backoff,
 }
 
 impl DynamoDbStore {
@@ -109,7 +154,14 @@ impl DynamoDbStore {
             client,
             table: table.into(),
             key: key.into(),
+            backoff: Backoff::CONSUMER,
         }
+    }
+
+    /// The same store, retrying transient failures as `backoff` says.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 }
 
@@ -119,15 +171,14 @@ impl EventStore for DynamoDbStore {
             if !item.contains_key(&self.key) {
                 return Err(StoreError::MissingKey(self.key.clone()));
             }
-            let result = self
+            let call = self
                 .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", &self.key)
-                .send()
-                .await;
+                .expression_attribute_names("#k", &self.key);
+            let result = self.backoff.run("PutItem", || call.clone().send()).await;
             match result {
                 Ok(_) => Ok(PutOutcome::Created),
                 Err(err) => classify(err),
@@ -148,7 +199,7 @@ impl EventStore for DynamoDbStore {
                 .get(version)
                 .cloned()
                 .ok_or_else(|| StoreError::MissingKey(version.to_owned()))?;
-            let result = self
+            let call = self
                 .client
                 .put_item()
                 .table_name(&self.table)
@@ -156,9 +207,8 @@ impl EventStore for DynamoDbStore {
                 .condition_expression("attribute_not_exists(#k) OR #v < :v")
                 .expression_attribute_names("#k", &self.key)
                 .expression_attribute_names("#v", version)
-                .expression_attribute_values(":v", value)
-                .send()
-                .await;
+                .expression_attribute_values(":v", value);
+            let result = self.backoff.run("PutItem", || call.clone().send()).await;
             match result {
                 Ok(_) => Ok(PutOutcome::Created),
                 Err(err) => classify(err),
@@ -168,21 +218,20 @@ impl EventStore for DynamoDbStore {
 }
 
 fn classify(err: SdkError<PutItemError>) -> Result<PutOutcome, StoreError> {
+    let failed = |err| Box::new(CallFailed::new("PutItem", err));
     let Some(service) = err.as_service_error() else {
-        return Err(StoreError::Unavailable(Box::new(err)));
+        return Err(StoreError::Unavailable(failed(err)));
     };
     match service {
         PutItemError::ConditionalCheckFailedException(_) => Ok(PutOutcome::AlreadyExists),
         PutItemError::ProvisionedThroughputExceededException(_)
-        | PutItemError::RequestLimitExceeded(_) => Err(StoreError::Throttled(Box::new(err))),
-        other => match aws_sdk_dynamodb::error::ProvideErrorMetadata::code(other) {
-            Some("ThrottlingException") => Err(StoreError::Throttled(Box::new(err))),
+        | PutItemError::RequestLimitExceeded(_) => Err(StoreError::Throttled(failed(err))),
+        other => match other.code() {
+            Some("ThrottlingException") => Err(StoreError::Throttled(failed(err))),
             Some("ValidationException") => Err(StoreError::Rejected(
-                aws_sdk_dynamodb::error::ProvideErrorMetadata::message(other)
-                    .unwrap_or("validation error")
-                    .to_owned(),
+                other.message().unwrap_or("validation error").to_owned(),
             )),
-            _ => Err(StoreError::Unavailable(Box::new(err))),
+            _ => Err(StoreError::Unavailable(failed(err))),
         },
     }
 }

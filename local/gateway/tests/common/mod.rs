@@ -1,5 +1,11 @@
 //! A local stack per test: the real `local-gateway` binary on the test run's moto, with a unique
-//! stack name, free ports and its own state file.
+//! stack name, free ports and its own state file. Each test starts only the pattern it tests,
+//! from the pattern's own template (as `sam deploy -t patterns/<name>/template.yaml` would), so a
+//! test provisions and polls one pattern's resources, not four.
+//!
+//! Waiting: tests wait for conditions ([`testkit::eventually`]), never for a fixed time, with the
+//! bounds below. A bound only decides how long a broken run takes to fail; a passing test waits
+//! as long as the work takes and no longer.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -10,10 +16,49 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
+/// Bound on work the stack does after accepting a request: a poll, an invocation, a write, a
+/// queue drained. Each takes well under a second alone; on a 2-core CI machine the test binaries
+/// of the workspace run at the same time as each other's gateways, consumers and one shared moto,
+/// so a step can stall for seconds. Two minutes is far beyond any stall seen, and only a lost or
+/// stuck record ever reaches it.
+pub const SETTLE: Duration = Duration::from_secs(120);
+
+/// Bound for work that includes retries the template schedules: [`SETTLE`] plus `waits` (what
+/// the template's settings make the retries wait, for example visibility timeout × receives).
+pub fn settle_after(waits: Duration) -> Duration {
+    SETTLE + waits
+}
+
+/// The folder of a pattern under `patterns/`, from its logical id in the root template
+/// (`SqsBuffer` → `sqs-buffer`).
+fn pattern_dir(pattern: &str) -> String {
+    let mut dir = String::new();
+    for (i, c) in pattern.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            dir.push('-');
+        }
+        dir.push(c.to_ascii_lowercase());
+    }
+    dir
+}
+
+/// `overrides` for a pattern started on its own: names qualified with the pattern's logical id
+/// (`AsyncInvoke.MaximumRetryAttempts=1`, as the root template takes them) lose the prefix.
+fn own_overrides(pattern: &str, overrides: &str) -> String {
+    let prefix = format!("{pattern}.");
+    overrides
+        .split_whitespace()
+        .map(|pair| pair.strip_prefix(&prefix).unwrap_or(pair))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A running `local-gateway`, stopped on drop.
 pub struct LocalStack {
     child: Child,
     dir: PathBuf,
+    /// The pattern this stack serves.
+    name: String,
     /// The stack description the gateway wrote (`.local/stack.json` shape).
     pub state: Value,
     /// SDK configuration for the same moto.
@@ -27,10 +72,10 @@ impl Drop for LocalStack {
     }
 }
 
-/// Starts the gateway and runs it to completion, for start-up failures: returns its exit
-/// success and everything it printed.
-pub fn run_to_exit(overrides: &str) -> (bool, String) {
-    let (mut command, dir) = command(overrides);
+/// Starts the gateway on `pattern` and runs it to completion, for start-up failures: returns
+/// its exit success and everything it printed.
+pub fn run_to_exit(pattern: &str, overrides: &str) -> (bool, String) {
+    let (mut command, dir) = command(pattern, overrides);
     let output = command.output().expect("run local-gateway");
     let _ = std::fs::remove_dir_all(dir);
     let text = format!(
@@ -41,7 +86,7 @@ pub fn run_to_exit(overrides: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
-fn command(overrides: &str) -> (Command, PathBuf) {
+fn command(pattern: &str, overrides: &str) -> (Command, PathBuf) {
     let root = testkit::repo_root();
     let dir = std::env::temp_dir().join(testkit::unique("local-stack"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -49,12 +94,13 @@ fn command(overrides: &str) -> (Command, PathBuf) {
     command
         .current_dir(&root)
         .args(["--endpoint", &testkit::moto_endpoint()])
-        .args(["--template", "template.yaml"])
+        .arg("--template")
+        .arg(format!("patterns/{}/template.yaml", pattern_dir(pattern)))
         .args(["--port", "0", "--lambda-port", "0"])
         .args(["--stack-name", &testkit::unique("t")])
         .arg("--state-file")
         .arg(dir.join("stack.json"))
-        .args(["--parameter-overrides", overrides])
+        .args(["--parameter-overrides", &own_overrides(pattern, overrides)])
         .arg("--python")
         .arg(root.join(".venv/bin/python"))
         .env("RUST_LOG", "info,aws_config=warn,aws_smithy_runtime=warn");
@@ -62,9 +108,10 @@ fn command(overrides: &str) -> (Command, PathBuf) {
 }
 
 impl LocalStack {
-    /// Starts the root template with `overrides` (`"Name=Value ..."`), waiting until it is up.
-    pub async fn start(overrides: &str) -> Self {
-        let (mut command, dir) = command(overrides);
+    /// Starts `pattern` (its logical id in the root template, `"SqsBuffer"`) from its own
+    /// template with `overrides` (`"Name=Value ..."`), waiting until it is up.
+    pub async fn start(pattern: &str, overrides: &str) -> Self {
+        let (mut command, dir) = command(pattern, overrides);
         let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
         let child = command
             .stdout(Stdio::null())
@@ -74,11 +121,13 @@ impl LocalStack {
         let mut stack = LocalStack {
             child,
             dir: dir.clone(),
+            name: pattern.to_owned(),
             state: Value::Null,
             sdk: testkit::sdk_config().await,
         };
         let state_file = dir.join("stack.json");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Start-up provisions a handful of resources in moto: seconds, unless the machine is busy.
+        let deadline = Instant::now() + SETTLE;
         while !state_file.exists() {
             if let Ok(Some(status)) = stack.child.try_wait() {
                 panic!("local-gateway exited with {status}:\n{}", stack.log());
@@ -100,11 +149,24 @@ impl LocalStack {
         std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
     }
 
-    /// The description of one pattern (`"SqsBuffer"`).
+    /// The description of one pattern (`"SqsBuffer"`): the one this stack serves, whose
+    /// template is the gateway's root.
     pub fn pattern(&self, name: &str) -> &Value {
-        let pattern = &self.state["patterns"][name];
+        assert_eq!(name, self.name, "this stack serves {} only", self.name);
+        let pattern = &self.state["patterns"]["Root"];
         assert!(pattern.is_object(), "no pattern {name} in {}", self.state);
         pattern
+    }
+
+    /// The id the gateway (and its Lambda Invoke API) knows a function by.
+    pub fn function_id(&self, logical: &str) -> String {
+        let id = logical.to_owned();
+        assert!(
+            self.pattern(&self.name)["functions"].get(&id).is_some(),
+            "no function {logical} in {}",
+            self.state
+        );
+        id
     }
 
     /// Physical name of a table of a pattern.
@@ -137,23 +199,7 @@ impl LocalStack {
         &self,
         table: &str,
     ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = client
-                .scan()
-                .table_name(table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            items.extend(out.items().iter().cloned());
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return items;
-            }
-        }
+        testkit::scan_all(&aws_sdk_dynamodb::Client::new(&self.sdk), table).await
     }
 
     /// Visible plus in-flight messages on a queue.

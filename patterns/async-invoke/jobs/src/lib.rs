@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_writer::{Backoff, CallFailed};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -186,7 +187,7 @@ fn outcome(
         {
             Ok(Transition::Skipped)
         }
-        Err(e) => Err(StoreError(Box::new(e))),
+        Err(e) => Err(StoreError(Box::new(CallFailed::new("UpdateItem", e)))),
     }
 }
 
@@ -207,7 +208,13 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_values(":now", AttributeValue::N(now_millis()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
-        Box::pin(async move { outcome(call.send().await) })
+        Box::pin(async move {
+            outcome(
+                Backoff::CONSUMER
+                    .run("UpdateItem", || call.clone().send())
+                    .await,
+            )
+        })
     }
 
     fn succeed(
@@ -225,7 +232,13 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_values(":running", AttributeValue::S("RUNNING".into()))
             .expression_attribute_values(":r", AttributeValue::S(result.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now_millis()));
-        Box::pin(async move { outcome(call.send().await) })
+        Box::pin(async move {
+            outcome(
+                Backoff::CONSUMER
+                    .run("UpdateItem", || call.clone().send())
+                    .await,
+            )
+        })
     }
 
     fn fail(
@@ -254,7 +267,13 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_values(":a", AttributeValue::N(failure.attempts.to_string()))
             .expression_attribute_values(":c", AttributeValue::S(failure.condition.clone()))
             .expression_attribute_values(":now", AttributeValue::N(now_millis()));
-        Box::pin(async move { outcome(call.send().await) })
+        Box::pin(async move {
+            outcome(
+                Backoff::CONSUMER
+                    .run("UpdateItem", || call.clone().send())
+                    .await,
+            )
+        })
     }
 }
 

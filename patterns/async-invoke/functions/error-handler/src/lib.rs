@@ -124,7 +124,17 @@ impl ErrorHandler {
     /// Records the failed job.
     pub async fn handle(&self, record: DestinationRecord) -> Result<Value, StoreError> {
         let failure = record.failure();
-        let transition = self.store.fail(&record.request_payload, &failure).await?;
+        let transition = self
+            .store
+            .fail(&record.request_payload, &failure)
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(
+                    job_id = %record.request_payload.job_id,
+                    error = %aws_setup::ErrorChain(error),
+                    "jobs table write failed"
+                );
+            })?;
         tracing::info!(
             job_id = %record.request_payload.job_id,
             condition = %failure.condition,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_invoke_jobs::{
     DynamoDbJobs, Job, JobError, JobRequest, JobStore, SleepJob, StoreError, Transition,
 };
+use aws_setup::ErrorChain;
 use serde_json::{Value, json};
 
 /// Settings of the processor, read once at start-up: its table.
@@ -55,7 +56,10 @@ impl Processor {
 
     /// Runs one job request.
     pub async fn handle(&self, request: JobRequest) -> Result<Value, ProcessError> {
-        if self.store.start(&request).await? == Transition::Skipped {
+        let logged = |error: &StoreError| {
+            tracing::warn!(job_id = %request.job_id, error = %ErrorChain(error), "jobs table write failed");
+        };
+        if self.store.start(&request).await.inspect_err(logged)? == Transition::Skipped {
             tracing::info!(job_id = %request.job_id, "job already finished; duplicate delivery ignored");
             return Ok(json!({ "jobId": request.job_id, "skipped": true }));
         }
@@ -64,9 +68,12 @@ impl Processor {
             .run(&request.parameters)
             .await
             .inspect_err(|error| {
-                tracing::warn!(job_id = %request.job_id, error = %error, "job failed");
+                tracing::warn!(job_id = %request.job_id, error = %ErrorChain(error), "job failed");
             })?;
-        self.store.succeed(&request.job_id, &result).await?;
+        self.store
+            .succeed(&request.job_id, &result)
+            .await
+            .inspect_err(logged)?;
         tracing::info!(job_id = %request.job_id, "job succeeded");
         Ok(json!({ "jobId": request.job_id, "status": "SUCCEEDED" }))
     }

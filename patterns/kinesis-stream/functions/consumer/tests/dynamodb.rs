@@ -150,3 +150,38 @@ async fn a_failed_write_is_reported_by_its_sequence_number() {
         "the lowest failed sequence number, never an empty identifier"
     );
 }
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_within_the_invocation() {
+    use testkit::faults::{Fault, FaultProxy};
+    let proxy = FaultProxy::start(&testkit::moto_endpoint())
+        .await
+        .expect("proxy");
+    let direct = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = testkit::create_table(&direct, "kinesis-events", KEY_ATTRIBUTE).await;
+    let config =
+        Config::from_lookup(|k| (k == "TABLE_NAME").then(|| table.clone())).expect("config");
+    let proxied = aws_sdk_dynamodb::Client::new(&proxy.sdk_config().await);
+    let consumer = Consumer::from_config(&config, proxied);
+    proxy.inject("PutItem", Fault::InternalServerError, 3);
+    proxy.inject("PutItem", Fault::ProvisionedThroughputExceeded, 2);
+    let batch = KinesisEvent {
+        records: vec![
+            record("a", "1", r#"{"v":"a1"}"#),
+            record("b", "2", r#"{"v":"b2"}"#),
+            record("a", "3", r#"{"v":"a3"}"#),
+        ],
+    };
+    assert!(no_failures(
+        &consumer.handle(batch).await.expect("answered")
+    ));
+    assert_eq!(proxy.injected("PutItem"), 5);
+    assert_eq!(
+        stored(&direct, &table, "a").await,
+        Some(("3".into(), "a3".into()))
+    );
+    assert_eq!(
+        stored(&direct, &table, "b").await,
+        Some(("2".into(), "b2".into()))
+    );
+}

@@ -107,3 +107,32 @@ async fn failed_write_is_reported_for_retry_not_lost() {
         .collect();
     assert_eq!(failed, ["m1", "m2"]);
 }
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_within_the_invocation() {
+    let proxy = testkit::faults::FaultProxy::start(&testkit::moto_endpoint())
+        .await
+        .expect("proxy");
+    let direct = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = table(&direct).await;
+    let proxied = aws_sdk_dynamodb::Client::new(&proxy.sdk_config().await);
+    use testkit::faults::Fault;
+    proxy.inject("PutItem", Fault::ProvisionedThroughputExceeded, 2);
+    proxy.inject("PutItem", Fault::InternalServerError, 2);
+    proxy.inject("PutItem", Fault::Throttling, 2);
+    let answer = consumer(&proxied, &table)
+        .handle(event(&[
+            ("m1", r#"{"eventId":"e1","message":"one"}"#),
+            ("m2", r#"{"eventId":"e2","message":"two"}"#),
+        ]))
+        .await
+        .expect("answered");
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "{:?}",
+        answer.batch_item_failures
+    );
+    assert_eq!(proxy.injected("PutItem"), 6);
+    let stored = items(&direct, &table).await;
+    assert!(stored.contains_key("e1") && stored.contains_key("e2"));
+}

@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use batch_consumer::{BatchError, process_sqs_batch};
+use dynamo_writer::{Backoff, CallFailed};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
@@ -128,15 +129,23 @@ fn now_millis() -> String {
 pub struct DynamoDbUsers {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    backoff: Backoff,
 }
 
 impl DynamoDbUsers {
-    /// Users in `table`.
+    /// Users in `table`, transient failures retried with [`Backoff::CONSUMER`].
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            backoff: Backoff::CONSUMER,
         }
+    }
+
+    /// The same store, retrying transient failures as `backoff` says.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 }
 
@@ -185,12 +194,16 @@ impl UserStore for DynamoDbUsers {
                 .expression_attribute_values(":me", s(user_id))
                 .build()
                 .map_err(|e| StoreError(Box::new(e)))?;
-            let result = self
+            // Two creates with one email at once conflict on AWS (TransactionConflict); the
+            // backoff retries them, and the retry meets the winner's claim: EMAIL_TAKEN.
+            let call = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put_user).build())
-                .transact_items(TransactWriteItem::builder().put(put_claim).build())
-                .send()
+                .transact_items(TransactWriteItem::builder().put(put_claim).build());
+            let result = self
+                .backoff
+                .run("TransactWriteItems", || call.clone().send())
                 .await;
             match result {
                 Ok(_) => Ok(Created::New),
@@ -199,7 +212,10 @@ impl UserStore for DynamoDbUsers {
                     let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
                         error.as_service_error()
                     else {
-                        return Err(StoreError(Box::new(error)));
+                        return Err(StoreError(Box::new(CallFailed::new(
+                            "TransactWriteItems",
+                            error,
+                        ))));
                     };
                     let failed = |i: usize| {
                         cancel.cancellation_reasons().get(i).and_then(|r| r.code())
@@ -210,7 +226,10 @@ impl UserStore for DynamoDbUsers {
                     } else if failed(1) {
                         Ok(Created::EmailTaken)
                     } else {
-                        Err(StoreError(Box::new(error)))
+                        Err(StoreError(Box::new(CallFailed::new(
+                            "TransactWriteItems",
+                            error,
+                        ))))
                     }
                 }
             }
@@ -224,7 +243,7 @@ impl UserStore for DynamoDbUsers {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let result = self
+            let call = self
                 .client
                 .put_item()
                 .table_name(&self.table)
@@ -235,16 +254,15 @@ impl UserStore for DynamoDbUsers {
                 .item("reason", s(reason))
                 .item("recordedAt", AttributeValue::N(now_millis()))
                 .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", KEY_ATTRIBUTE)
-                .send()
-                .await;
+                .expression_attribute_names("#k", KEY_ATTRIBUTE);
+            let result = self.backoff.run("PutItem", || call.clone().send()).await;
             match result {
                 Ok(_) => Ok(()),
                 Err(e) if matches!(
                     e.as_service_error(),
                     Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
                 ) => Ok(()),
-                Err(e) => Err(StoreError(Box::new(e))),
+                Err(e) => Err(StoreError(Box::new(CallFailed::new("PutItem", e)))),
             }
         })
     }

@@ -5,7 +5,12 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
-use user_api_consumer::{Config, Consumer, KEY_ATTRIBUTE, user_id_for};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dynamo_writer::Backoff;
+use testkit::faults::{Fault, FaultProxy};
+use user_api_consumer::{Config, Consumer, DynamoDbUsers, KEY_ATTRIBUTE, user_id_for};
 
 async fn setup() -> (aws_sdk_dynamodb::Client, String, Consumer) {
     let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
@@ -115,31 +120,180 @@ async fn concurrent_requests_for_one_email_create_exactly_one_user() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let answer = consumer.handle(batch(&records)).await.expect("answered");
-    // A transaction that lost a race may be retried; retry those until none is left.
-    let mut left: Vec<String> = answer
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    for _ in 0..5 {
-        if left.is_empty() {
-            break;
-        }
-        let retry: Vec<(&str, &str)> = records
-            .iter()
-            .filter(|(id, _)| left.iter().any(|l| l == id))
-            .copied()
-            .collect();
-        left = consumer
-            .handle(batch(&retry))
-            .await
-            .expect("retry")
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
-    }
-    assert!(left.is_empty(), "every request got an answer");
+    // Every request is answered in this one delivery: none waits for a redelivery.
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "{:?}",
+        answer.batch_item_failures
+    );
     assert_eq!(kinds(&client, &table, "user").await.len(), 1);
     assert_eq!(kinds(&client, &table, "status").await.len(), 7);
+}
+
+#[tokio::test]
+async fn creates_for_one_email_from_separate_invocations_at_once_end_in_one_user() {
+    // As Lambda runs them: several invocations at once (one per batch), each with its own
+    // records, all for one email. On AWS they conflict (TransactionConflict) and are retried
+    // inside the invocation; here moto serialises them. Either way: one user, every other
+    // request EMAIL_TAKEN, and nothing is reported for redelivery (so nothing can reach the
+    // dead-letter queue).
+    let (client, table, consumer) = setup().await;
+    let invocations = (0..6).map(|n| {
+        let consumer = consumer.clone();
+        async move {
+            let ids: Vec<(String, String)> = (0..4)
+                .map(|i| {
+                    (
+                        format!("inv{n}-m{i}"),
+                        format!(r#"{{"name":"Same {n}-{i}","email":"Same@Example.com"}}"#),
+                    )
+                })
+                .collect();
+            let records: Vec<(&str, &str)> =
+                ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            consumer.handle(batch(&records)).await.expect("answered")
+        }
+    });
+    let answers = futures::future::join_all(invocations).await;
+    assert!(answers.iter().all(|a| a.batch_item_failures.is_empty()));
+    assert_eq!(kinds(&client, &table, "user").await.len(), 1);
+    let statuses = kinds(&client, &table, "status").await;
+    assert_eq!(statuses.len(), 23);
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s["state"] == AttributeValue::S("EMAIL_TAKEN".into()))
+    );
+}
+
+/// A consumer whose DynamoDB calls go through `proxy` (the table itself is created in moto).
+async fn through(
+    proxy: &FaultProxy,
+    backoff: Backoff,
+) -> (aws_sdk_dynamodb::Client, String, Consumer) {
+    let direct = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = testkit::create_table(&direct, "users", KEY_ATTRIBUTE).await;
+    let proxied = aws_sdk_dynamodb::Client::new(&proxy.sdk_config().await);
+    let store = DynamoDbUsers::new(proxied, table.clone()).with_backoff(backoff);
+    (direct, table, Consumer::new(Arc::new(store)))
+}
+
+#[tokio::test]
+async fn a_transaction_conflict_is_retried_within_the_invocation() {
+    let proxy = FaultProxy::start(&testkit::moto_endpoint())
+        .await
+        .expect("proxy");
+    let (client, table, consumer) = through(&proxy, Backoff::CONSUMER).await;
+    proxy.inject("TransactWriteItems", Fault::TransactionConflict, 3);
+    let answer = consumer
+        .handle(batch(&[(
+            "m-1",
+            r#"{"name":"Ada","email":"ada@example.com"}"#,
+        )]))
+        .await
+        .expect("answered");
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(proxy.injected("TransactWriteItems"), 3);
+    assert_eq!(proxy.passed("TransactWriteItems"), 1);
+    assert_eq!(kinds(&client, &table, "user").await.len(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_and_throttling_are_retried_within_the_invocation() {
+    let proxy = FaultProxy::start(&testkit::moto_endpoint())
+        .await
+        .expect("proxy");
+    let (client, table, consumer) = through(&proxy, Backoff::CONSUMER).await;
+    proxy.inject("TransactWriteItems", Fault::InternalServerError, 2);
+    proxy.inject("TransactWriteItems", Fault::Throttling, 1);
+    proxy.inject(
+        "TransactWriteItems",
+        Fault::ProvisionedThroughputExceeded,
+        1,
+    );
+    proxy.inject("PutItem", Fault::InternalServerError, 2);
+    let answer = consumer
+        .handle(batch(&[
+            ("m-1", r#"{"name":"Ada","email":"ada@example.com"}"#),
+            ("m-2", r#"{"name":"","email":"nobody@example.com"}"#),
+        ]))
+        .await
+        .expect("answered");
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(proxy.injected("TransactWriteItems"), 4);
+    assert_eq!(proxy.injected("PutItem"), 2);
+    assert_eq!(kinds(&client, &table, "user").await.len(), 1);
+    assert_eq!(
+        kinds(&client, &table, "status").await.len(),
+        1,
+        "the INVALID status"
+    );
+}
+
+/// Log lines written while the guard lives (on this thread, as `#[tokio::test]` runs).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_fault_that_outlasts_the_retries_reports_the_record_and_logs_its_whole_cause() {
+    let proxy = FaultProxy::start(&testkit::moto_endpoint())
+        .await
+        .expect("proxy");
+    let quick = Backoff {
+        attempts: 2,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(1),
+    };
+    let (client, table, consumer) = through(&proxy, quick).await;
+    proxy.inject("TransactWriteItems", Fault::InternalServerError, 1000);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let answer = consumer
+        .handle(batch(&[(
+            "m-1",
+            r#"{"name":"Ada","email":"secret.ada@example.com"}"#,
+        )]))
+        .await
+        .expect("answered");
+    let ids: Vec<_> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(ids, ["m-1"], "reported for redelivery, not lost");
+    assert!(kinds(&client, &table, "user").await.is_empty());
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
+    let failure = logs
+        .lines()
+        .find(|l| l.contains("record failed"))
+        .unwrap_or_else(|| panic!("no failure line in {logs}"));
+    for cause in [
+        "users table write failed",
+        "DynamoDB TransactWriteItems failed",
+        "InternalServerError",
+        "injected fault: internal server error",
+        "HTTP 500",
+        "m-1",
+    ] {
+        assert!(failure.contains(cause), "{cause:?} missing from {failure}");
+    }
+    assert!(
+        !logs.contains("secret.ada"),
+        "a payload reached the logs: {logs}"
+    );
 }
