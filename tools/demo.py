@@ -6,6 +6,7 @@ non-zero as soon as something does not behave.
 """
 import argparse
 import json
+import re
 import os
 import shlex
 import signal
@@ -106,7 +107,11 @@ def sqs_buffer(state, pattern, redrive_bin):
                          "-d", '{"eventId":"demo-1","message":"hello"}', f"{base}/submit"])
     if status != 200:
         fail(f"expected 200, got {status}")
-    message_id = json.loads(body)["SendMessageResponse"]["SendMessageResult"]["MessageId"]
+    # SQS's own XML answer, passed through by the SQS-SendMessage integration as on AWS.
+    found = re.search(r"<MessageId>([^<]+)</MessageId>", body)
+    if not found:
+        fail(f"no MessageId in SQS's answer: {body}")
+    message_id = found.group(1)
     proved(f"accepted straight into SQS, MessageId {message_id}")
     item = wait_for("the event in DynamoDB", lambda: dynamodb.get_item(
         TableName=table, Key={"eventId": {"S": "demo-1"}}).get("Item"))

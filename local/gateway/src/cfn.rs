@@ -509,8 +509,55 @@ impl Scope {
             "Fn::Or" => args()?
                 .iter()
                 .try_fold(false, |acc, a| Ok(acc | self.truth(a)?)),
+            // Rules only: whether a list of strings holds the value.
+            "Fn::Contains" => match args()?.as_slice() {
+                [list, value] => {
+                    let value = self.resolve_str(value)?;
+                    let list = list.as_array().ok_or_else(bad)?;
+                    list.iter().try_fold(false, |found, item| {
+                        Ok(found || self.resolve_str(item)? == value)
+                    })
+                }
+                _ => Err(bad()),
+            },
             _ => Err(bad()),
         }
+    }
+
+    /// Checks the template's `Rules` as CloudFormation does before it creates anything: for each
+    /// rule whose `RuleCondition` holds (or that has none), every `Assertions[].Assert` must
+    /// hold; the first that does not is refused with its `AssertDescription`.
+    pub fn check_rules(&self, rules: Option<&Value>) -> Result<(), ResolveError> {
+        let Some(rules) = rules.and_then(Value::as_object) else {
+            return Ok(());
+        };
+        for (name, rule) in rules {
+            let applies = match rule.get("RuleCondition") {
+                Some(condition) => self.truth(condition)?,
+                None => true,
+            };
+            if !applies {
+                continue;
+            }
+            let assertions = rule.get("Assertions").and_then(Value::as_array);
+            for assertion in assertions.into_iter().flatten() {
+                let holds = assertion
+                    .get("Assert")
+                    .map(|a| self.truth(a))
+                    .transpose()?
+                    .unwrap_or(true);
+                if !holds {
+                    let why = assertion
+                        .get("AssertDescription")
+                        .and_then(Value::as_str)
+                        .unwrap_or("an assertion failed");
+                    return Err(ResolveError::Invalid(format!(
+                        "template rule {name} refuses these parameters: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Resolves `value` to a string.
@@ -615,6 +662,30 @@ mod tests {
         assert_eq!(
             s.resolve(&v).expect("resolved"),
             json!({"a": "yes", "c": [1]})
+        );
+    }
+
+    #[test]
+    fn rules_refuse_parameters_their_assertions_reject() {
+        let rules = json!({"Window": {
+            "RuleCondition": {"Fn::Not": [{"Fn::Contains": [["1", "2", "10"], {"Ref": "Size"}]}]},
+            "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Wait"}, "0"]}]},
+                            "AssertDescription": "a batch above 10 needs a window"}]}});
+        let with = |size: &str, wait: &str| {
+            let mut s = scope();
+            s.parameters.insert("Size".into(), size.into());
+            s.parameters.insert("Wait".into(), wait.into());
+            s.check_rules(Some(&rules)).map_err(|e| e.to_string())
+        };
+        assert!(
+            with("10", "0").is_ok(),
+            "the rule's condition does not hold"
+        );
+        assert!(with("50", "1").is_ok(), "the assertion holds");
+        let refused = with("50", "0").expect_err("refused");
+        assert!(
+            refused.contains("Window") && refused.contains("a batch above 10 needs a window"),
+            "{refused}"
         );
     }
 

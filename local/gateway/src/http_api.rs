@@ -570,6 +570,16 @@ impl HttpApi {
                         &request.id,
                     );
                 }
+                if let Some(refused) = crate::sqs_checks::refusal(&body) {
+                    // SQS answers 400; API Gateway passes a failed call on as its own 500.
+                    return service_failure(
+                        &format!(
+                            "SQS refused the message: {}: {}",
+                            refused.code, refused.message
+                        ),
+                        &request.id,
+                    );
+                }
                 let mut send = self
                     .clients
                     .sqs
@@ -582,24 +592,8 @@ impl HttpApi {
                     send = send.delay_seconds(delay);
                 }
                 match send.send().await {
-                    Ok(out) => {
-                        let body = json!({
-                            "SendMessageResponse": {
-                                "ResponseMetadata": { "RequestId": uuid::Uuid::new_v4().to_string() },
-                                "SendMessageResult": {
-                                    "MD5OfMessageAttributes": out.md5_of_message_attributes(),
-                                    "MD5OfMessageBody": out.md5_of_message_body(),
-                                    "MD5OfMessageSystemAttributes": out.md5_of_message_system_attributes(),
-                                    "MessageId": out.message_id(),
-                                    "SequenceNumber": out.sequence_number()
-                                }
-                            }
-                        });
-                        ok_json(body, &request.id)
-                    }
+                    Ok(out) => send_message_xml(&out, &request.id),
                     Err(error) => service_failure(
-                        error.raw_response().map(|r| r.status().as_u16()),
-                        aws_sdk_sqs::error::ProvideErrorMetadata::message(&error),
                         &aws_sdk_sqs::error::DisplayErrorContext(&error),
                         &request.id,
                     ),
@@ -641,8 +635,6 @@ impl HttpApi {
                         ok_json(body, &request.id)
                     }
                     Err(error) => service_failure(
-                        error.raw_response().map(|r| r.status().as_u16()),
-                        aws_sdk_kinesis::error::ProvideErrorMetadata::message(&error),
                         &aws_sdk_kinesis::error::DisplayErrorContext(&error),
                         &request.id,
                     ),
@@ -661,27 +653,53 @@ fn ok_json(body: Value, request_id: &str) -> Response {
     response
 }
 
-/// A service call that failed: the service's refusal of a bad request (status below 500, with a
-/// message) is the client's `400`, and nothing was written; anything else is a `500`.
-fn service_failure(
-    status: Option<u16>,
-    text: Option<&str>,
-    detail: &dyn std::fmt::Display,
+/// A service call that failed. API Gateway answers the client `500` whatever the service said
+/// (a refusal of the message included); only a missing or empty request parameter is the
+/// client's `400`, decided before the call (LocalStack's tests recorded against AWS). The cause
+/// goes to the log, never to the client.
+fn service_failure(detail: &dyn std::fmt::Display, request_id: &str) -> Response {
+    tracing::warn!(error = %detail, "integration call failed");
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
+        request_id,
+    )
+}
+
+/// SQS's own answer to `SendMessage`, which the `SQS-SendMessage` integration passes to the
+/// client unchanged: the query API's XML (AWS's samples of this integration show it, seed 001
+/// among them).
+fn send_message_xml(
+    out: &aws_sdk_sqs::operation::send_message::SendMessageOutput,
     request_id: &str,
 ) -> Response {
-    match (status, text) {
-        (Some(status), Some(text)) if status < 500 => {
-            message(StatusCode::BAD_REQUEST, text, request_id)
-        }
-        _ => {
-            tracing::warn!(error = %detail, "integration call failed");
-            message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error",
-                request_id,
-            )
-        }
+    let element = |name: &str, value: Option<&str>| {
+        value
+            .map(|v| format!("<{name}>{}</{name}>", xml_escape(v)))
+            .unwrap_or_default()
+    };
+    let body = format!(
+        "<?xml version=\"1.0\"?><SendMessageResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><SendMessageResult>{}{}{}{}</SendMessageResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></SendMessageResponse>",
+        element("MessageId", out.message_id()),
+        element("MD5OfMessageBody", out.md5_of_message_body()),
+        element("MD5OfMessageAttributes", out.md5_of_message_attributes()),
+        element("SequenceNumber", out.sequence_number()),
+        uuid::Uuid::new_v4()
+    );
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("apigw-requestid", v);
     }
+    response
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn handle(

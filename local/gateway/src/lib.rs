@@ -17,6 +17,7 @@ pub mod lambda_api;
 pub mod rest_api;
 pub mod run;
 pub mod sigv4;
+pub mod sqs_checks;
 pub mod sqs_esm;
 pub mod stack;
 

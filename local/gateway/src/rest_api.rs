@@ -858,13 +858,42 @@ impl RestApi {
                 request[key] = json!(v);
             }
         }
-        let (status, body, _) = self
-            .call_service("sqs", "SendMessage", &request.to_string())
-            .await?;
         let wants_json = integration
             .pointer("/requestParameters/integration.request.header.Accept")
             .and_then(Value::as_str)
             .is_some_and(|a| a.contains("application/json"));
+        let message_body = fields
+            .get("MessageBody")
+            .map(String::as_str)
+            .unwrap_or_default();
+        // What SQS checks and moto does not (the character set, the size in bytes).
+        let (status, body) = match crate::sqs_checks::refusal(message_body) {
+            Some(refused) => (400, json!({"__type": format!("com.amazonaws.sqs#{}", refused.code), "message": refused.message}).to_string()),
+            None => {
+                let (status, body, _) = self
+                    .call_service("sqs", "SendMessage", &request.to_string())
+                    .await?;
+                (status, body)
+            }
+        };
+        if status >= 300 && wants_json {
+            // The query API's error, in the JSON shape it has with `Accept: application/json`
+            // (moto answers in SQS's JSON protocol: `__type` and `message`).
+            let error: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let code = error["__type"]
+                .as_str()
+                .and_then(|t| t.rsplit('#').next())
+                .unwrap_or("InternalFailure");
+            let wrapped = json!({
+                "Error": {
+                    "Code": code,
+                    "Message": error["message"].as_str().unwrap_or_default(),
+                    "Type": if status < 500 { "Sender" } else { "Receiver" },
+                },
+                "RequestId": uuid::Uuid::new_v4().to_string(),
+            });
+            return Ok((status, wrapped.to_string(), None));
+        }
         if status >= 300 || !wants_json {
             return Ok((status, body, None));
         }

@@ -89,8 +89,9 @@ pub async fn mappings_for(
             );
         }
         if batch_size > 10 && window == 0 {
+            // CreateEventSourceMapping's answer (InvalidParameterValueException), word for word.
             bail!(
-                "{}: BatchSize above 10 requires MaximumBatchingWindowInSeconds of at least 1",
+                "{}: InvalidParameterValueException: Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
                 function.id
             );
         }
@@ -112,12 +113,7 @@ pub async fn mappings_for(
             .get("FunctionResponseTypes")
             .and_then(Value::as_array)
             .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"));
-        let pollers = props
-            .pointer("/ScalingConfig/MaximumConcurrency")
-            .map(scalar_to_string)
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(DEFAULT_POLLERS)
-            .clamp(1, DEFAULT_POLLERS);
+        let pollers = max_concurrency(&props).map_err(|e| anyhow!("{}: {e}", function.id))?;
         out.push(SqsMapping {
             function: function.clone(),
             queue_url,
@@ -129,6 +125,22 @@ pub async fn mappings_for(
         });
     }
     Ok(out)
+}
+
+/// The most batches the mapping has in flight at once: `ScalingConfig.MaximumConcurrency`
+/// (2-1000, as Lambda validates it), else [`DEFAULT_POLLERS`]. Each poller holds one batch at a
+/// time, so the gateway runs this many pollers.
+pub fn max_concurrency(properties: &Value) -> Result<usize> {
+    let Some(value) = properties.pointer("/ScalingConfig/MaximumConcurrency") else {
+        return Ok(DEFAULT_POLLERS);
+    };
+    let text = scalar_to_string(value);
+    match text.parse::<usize>() {
+        Ok(n) if (2..=1000).contains(&n) => Ok(n),
+        _ => bail!(
+            "InvalidParameterValueException: ScalingConfig.MaximumConcurrency must be between 2 and 1000, got {text:?}"
+        ),
+    }
 }
 
 async fn queue_visibility(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
@@ -320,6 +332,18 @@ mod tests {
         ids.iter()
             .map(|id| Message::builder().message_id(*id).build())
             .collect()
+    }
+
+    #[test]
+    fn maximum_concurrency_bounds_the_pollers_as_lambda_validates_it() {
+        assert_eq!(max_concurrency(&json!({})).ok(), Some(DEFAULT_POLLERS));
+        let with = |n: Value| max_concurrency(&json!({"ScalingConfig": {"MaximumConcurrency": n}}));
+        assert_eq!(with(json!(2)).ok(), Some(2));
+        assert_eq!(with(json!("40")).ok(), Some(40));
+        for bad in [json!(1), json!(1001), json!("many")] {
+            let error = with(bad.clone()).expect_err("refused").to_string();
+            assert!(error.contains("between 2 and 1000"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -127,6 +127,9 @@ fn provision_one<'a>(
         scope
             .evaluate_conditions(template.doc.get("Conditions"))
             .map_err(|e| anyhow!("{}: {e}", template_path.display()))?;
+        scope
+            .check_rules(template.doc.get("Rules"))
+            .map_err(|e| anyhow!("{}: {e}", template_path.display()))?;
         let mut secret_values = BTreeMap::new();
         let mut deliveries = Vec::new();
         let index = stacks.len();

@@ -415,3 +415,23 @@ async fn a_hundred_concurrent_jobs_all_reach_a_final_state() {
         "none lost, the planned ones failed"
     );
 }
+
+#[tokio::test]
+async fn a_read_whose_table_call_fails_gets_a_5xx_never_a_404() {
+    let stack = LocalStack::start(P, "").await;
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .delete_table()
+        .table_name(stack.table(P, "JobsTable"))
+        .send()
+        .await
+        .expect("delete table");
+    let (status, body) = job(&stack, "any-job").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be read"),
+        "{body}"
+    );
+}

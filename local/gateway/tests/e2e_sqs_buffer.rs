@@ -37,15 +37,24 @@ async fn post(stack: &LocalStack, body: &str, auth: Option<(&str, &str)>) -> (u1
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    let text = response.text().await.unwrap_or_default();
+    // Errors are API Gateway's JSON; an accepted message is SQS's own XML answer.
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
 
+/// The message id in SQS's XML answer (`<MessageId>...</MessageId>`).
 fn message_id(answer: &Value) -> String {
-    answer["SendMessageResponse"]["SendMessageResult"]["MessageId"]
-        .as_str()
+    let xml = answer.as_str().unwrap_or_default();
+    assert!(
+        xml.starts_with("<?xml") && xml.contains("<SendMessageResponse"),
+        "not SQS's XML answer: {answer}"
+    );
+    xml.split_once("<MessageId>")
+        .and_then(|(_, rest)| rest.split_once("</MessageId>"))
+        .map(|(id, _)| id.to_owned())
+        .filter(|id| !id.is_empty())
         .unwrap_or_else(|| panic!("no MessageId in {answer}"))
-        .to_owned()
 }
 
 #[tokio::test]
@@ -253,14 +262,58 @@ async fn parameter_overrides_reach_the_pattern_and_bad_ones_are_refused() {
         output.contains("BatchSize=0 is below its MinValue"),
         "{output}"
     );
+    // The template's own rule refuses it before anything is created, as CloudFormation would,
+    // in the words Lambda uses for CreateEventSourceMapping.
     let (ok, output) = common::run_to_exit(P, "BatchSize=50");
     assert!(
         !ok,
         "a batch above 10 with no batching window must be refused, as Lambda does"
     );
     assert!(
-        output.contains("MaximumBatchingWindowInSeconds"),
+        output.contains("BatchingWindowForLargeBatches")
+            && output.contains("Maximum batch window in seconds must be greater than 0"),
         "{output}"
+    );
+    let stack = LocalStack::start(P, "BatchSize=50 MaximumBatchingWindow=1").await;
+    assert_eq!(stack.pattern(P)["parameters"]["BatchSize"], "50");
+}
+
+#[tokio::test]
+async fn a_message_sqs_would_refuse_gets_500_and_nothing_is_enqueued() {
+    let stack = LocalStack::start(P, "").await;
+    let (user, password) = stack.credentials(P);
+    // U+FFFE is valid UTF-8 (and valid in JSON) but outside SQS's character set: SQS refuses
+    // the call (InvalidMessageContents) and API Gateway answers the client 500. moto would have
+    // queued it; the gateway checks what SQS checks.
+    for body in ["{\"eventId\":\"x\",\"note\":\"\u{FFFE}\"}", "\u{1}control"] {
+        let (status, answer) = post(&stack, body, Some((&user, &password))).await;
+        assert_eq!(
+            (status, answer),
+            (500, json!({"message": "Internal Server Error"})),
+            "{body:?}"
+        );
+    }
+    assert_eq!(
+        stack.queue_depth(&stack.queue_url(P, "BufferQueue")).await,
+        0,
+        "nothing acknowledged, nothing queued"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_queue_call_gets_500_never_an_acknowledgement() {
+    let stack = LocalStack::start(P, "").await;
+    let (user, password) = stack.credentials(P);
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    sqs.delete_queue()
+        .queue_url(stack.queue_url(P, "BufferQueue"))
+        .send()
+        .await
+        .expect("delete queue");
+    let (status, answer) = post(&stack, r#"{"eventId":"lost?"}"#, Some((&user, &password))).await;
+    assert_eq!(
+        (status, answer),
+        (500, json!({"message": "Internal Server Error"}))
     );
 }
 

@@ -393,3 +393,72 @@ async fn the_lambda_api_refuses_unknown_functions_and_reports_function_errors() 
     let answer: Value = bad.json().await.expect("JSON");
     assert_eq!(answer["errorType"], "Runtime.UnmarshalError");
 }
+
+#[tokio::test]
+async fn a_create_the_queue_refuses_gets_400_and_nothing_is_acknowledged() {
+    let stack = LocalStack::start(P, "").await;
+    // U+FFFE is valid JSON and passes the model, but SQS refuses it (InvalidMessageContents):
+    // the client's fault, so 400, and no message id that could be polled.
+    let (status, location, answer) = create(
+        &stack,
+        json!({"name": "Odd \u{FFFE} name", "email": "odd@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(location, None);
+    assert!(answer.get("messageId").is_none(), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be queued"),
+        "{answer}"
+    );
+    assert_eq!(stack.queue_depth(&stack.queue_url(P, "UserQueue")).await, 0);
+}
+
+#[tokio::test]
+async fn a_create_whose_queue_call_fails_gets_a_5xx_never_a_202() {
+    let stack = LocalStack::start(P, "").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    sqs.delete_queue()
+        .queue_url(stack.queue_url(P, "UserQueue"))
+        .send()
+        .await
+        .expect("delete queue");
+    let (status, location, answer) =
+        create(&stack, json!({"name": "Ada", "email": "ada@example.com"})).await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(location, None);
+    assert!(answer.get("messageId").is_none(), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was accepted"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn reads_whose_table_call_fails_get_a_5xx_never_a_404() {
+    let stack = LocalStack::start(P, "").await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    dynamodb
+        .delete_table()
+        .table_name(stack.table(P, "UsersTable"))
+        .send()
+        .await
+        .expect("delete table");
+    for path in ["/status/some-message", "/users/some-user"] {
+        let (status, answer) = get(&stack, path).await;
+        assert_eq!(status, 500, "{path}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("could not be read"),
+            "{path}: {answer}"
+        );
+    }
+}
