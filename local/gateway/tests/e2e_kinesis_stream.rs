@@ -365,3 +365,48 @@ async fn the_recovery_command_reports_records_the_stream_no_longer_holds() {
         (0, 2, false)
     );
 }
+
+#[tokio::test]
+async fn the_body_reaches_the_consumer_byte_for_byte_through_base64() {
+    let stack = LocalStack::start(P, "").await;
+    // Quotes, backslashes, a template-looking "$" and characters outside ASCII: the REST mapping
+    // template must base64-encode the body as it came ($util.base64Encode), or Kinesis would
+    // refuse it or the consumer would read something else.
+    let body =
+        json!({"text": "quote \" backslash \\ dollar $input ünïcödé 😀", "n": 1}).to_string();
+    let (status, answer) = put(&stack, "exact-1", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["SequenceNumber"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let stored = testkit::eventually("the record stored", common::SETTLE, || async {
+        item(&stack, "exact-1").await
+    })
+    .await;
+    let AttributeValue::M(payload) = &stored["payload"] else {
+        panic!("payload must be a map: {stored:?}")
+    };
+    assert_eq!(
+        payload["text"],
+        AttributeValue::S("quote \" backslash \\ dollar $input ünïcödé 😀".into())
+    );
+}
+
+#[tokio::test]
+async fn a_put_whose_stream_call_fails_gets_a_5xx_never_a_200() {
+    let stack = LocalStack::start(P, "").await;
+    aws_sdk_kinesis::Client::new(&stack.sdk)
+        .delete_stream()
+        .stream_name(stream(&stack))
+        .send()
+        .await
+        .expect("delete stream");
+    let (status, answer) = put(&stack, "lost-1", r#"{"n":1}"#).await;
+    assert!(
+        status == 500 || status == 503,
+        "a failed put must be a 5xx: {status} {answer}"
+    );
+    assert!(answer.get("SequenceNumber").is_none(), "{answer}");
+}
