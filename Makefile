@@ -100,8 +100,8 @@ lint: ## rustfmt and clippy, warnings denied
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 .PHONY: check-templates
-check-templates: venv ## cfn-lint, sam validate --lint and checkov on every template
-	$(VENV)/bin/cfn-lint $(TEMPLATES)
+check-templates: venv ## cfn-lint (with the project's rules in tools/cfn-lint-rules), sam validate --lint and checkov on every template
+	$(VENV)/bin/cfn-lint --append-rules tools/cfn-lint-rules --configure-rule E9102:quota=10 -- $(TEMPLATES)
 	for t in $(TEMPLATES); do $(VENV)/bin/sam validate --lint --region us-east-1 -t $$t || exit 1; done
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 

@@ -15,9 +15,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The repository root (the folder holding `Cargo.lock`).
+/// The repository root (the folder holding `Cargo.lock`) of the checkout whose tests run.
+///
+/// `cargo test` sets `CARGO_MANIFEST_DIR` when it runs a test binary; that one is read first.
+/// The value compiled into this crate is only a fallback: checkouts sharing a cargo target
+/// directory can reuse each other's build of this crate, and would then test the wrong checkout.
 pub fn repo_root() -> PathBuf {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     while !dir.join("Cargo.lock").exists() {
         assert!(
             dir.pop(),
