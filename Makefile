@@ -76,7 +76,7 @@ redrive: $(VENV)/.installed gateway ## Move a running local pattern's dead-lette
 .PHONY: recover
 recover: $(VENV)/.installed gateway ## Recover a running local kinesis-stream's failed batches through the consumer (REPLAY=consumer|stream|dry-run)
 	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern KinesisStream)" && \
-	  "$(CARGO_TARGET_DIR)/debug/kinesis-recover" --queue "$$FAILURE_QUEUE_URL" --table "$$TABLE_NAME" --replay $(REPLAY)
+	  "$(CARGO_TARGET_DIR)/debug/kinesis-recover" --bucket "$$FAILURE_BUCKET" --table "$$TABLE_NAME" --replay $(REPLAY)
 
 .PHONY: invoke
 invoke: ## Invoke a running local function with an event, like sam local invoke (FUNCTION=UserApi.ConsumerFunction EVENT=events/...)

@@ -168,9 +168,13 @@ def kinesis_stream(state, pattern, recover_bin):
     stream = pattern["streams"]["EventStream"]
     aws = dict(endpoint_url=state["motoEndpoint"], region_name=state["region"],
                aws_access_key_id="testing", aws_secret_access_key="testing")
-    sqs, dynamodb = boto3.client("sqs", **aws), boto3.client("dynamodb", **aws)
+    s3, dynamodb = boto3.client("s3", **aws), boto3.client("dynamodb", **aws)
     table = pattern["tables"]["EventsTable"]
-    failures = pattern["queues"]["FailureQueue"]["url"]
+    failures = pattern["buckets"]["FailureBucket"]
+
+    def kept_batches():
+        objects = s3.list_objects_v2(Bucket=failures, Prefix="aws/lambda/").get("Contents", [])
+        return [json.loads(s3.get_object(Bucket=failures, Key=o["Key"])["Body"].read()) for o in objects]
     submit = f"{base}/submit/{stream}"
     say(f"\n=== kinesis-stream: POST {submit}/{{eventId}} with Basic auth, Kinesis, DynamoDB table {table}")
 
@@ -205,32 +209,33 @@ def kinesis_stream(state, pattern, recover_bin):
         status, _ = curl(["-u", f"{user}:{password}", "-d", body, f"{submit}/{key}"])
         if status != 200:
             fail(f"expected 200, got {status}")
-    message = wait_for("the on-failure record", lambda: sqs.receive_message(QueueUrl=failures, VisibilityTimeout=0).get("Messages"))
-    info = json.loads(message[0]["Body"])["KinesisBatchInfo"]
+    kept = wait_for("the failed batch in the on-failure bucket", kept_batches)
+    info = kept[0]["KinesisBatchInfo"]
     wait_for("the good neighbours", lambda: item("order-10") and item("order-12"))
-    proved(f"bisected and retried {pattern['parameters']['MaximumRetryAttempts']} time(s), then only its metadata went to the on-failure queue "
-           f"(shard {info['shardId']}, sequence {info['startSequenceNumber']}); its neighbours are stored")
-    out = run_tool(state, [recover_bin, "--queue", failures, "--replay", "dry-run"])
+    proved(f"bisected and retried {pattern['parameters']['MaximumRetryAttempts']} time(s), then the batch went to the on-failure bucket "
+           f"with its record (shard {info['shardId']}, sequence {info['startSequenceNumber']}); its neighbours are stored")
+    out = run_tool(state, [recover_bin, "--bucket", failures, "--replay", "dry-run"])
     if out.returncode != 0 or "1 of 1 still retained" not in out.stdout:
-        fail("the record could not be read back from the stream")
-    proved("the failed record is still retained by the stream, so it can be recovered once fixed")
-    sqs.purge_queue(QueueUrl=failures)
+        fail("the kept batch could not be read")
+    proved("the bucket holds the record itself: it can be recovered once fixed, even after the stream's retention")
+    for o in s3.list_objects_v2(Bucket=failures, Prefix="aws/lambda/").get("Contents", []):
+        s3.delete_object(Bucket=failures, Key=o["Key"])
 
     step("An outage: the table is gone while a record arrives")
     dynamodb.delete_table(TableName=table)
     status, body = curl(["-u", f"{user}:{password}", "-d", '{"status":"created during the outage"}', f"{submit}/order-20"])
     if status != 200:
         fail(f"expected 200, got {status}")
-    wait_for("the on-failure record", lambda: sqs.receive_message(QueueUrl=failures, VisibilityTimeout=0).get("Messages"))
-    proved("the writes failed, the retries ran out, the batch went to the on-failure queue")
+    wait_for("the failed batch in the on-failure bucket", kept_batches)
+    proved("the writes failed, the retries ran out, the batch went to the on-failure bucket")
     dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                           AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}])
     say("    (the table is back: the cause is fixed)")
-    out = run_tool(state, [recover_bin, "--queue", failures, "--table", table])
+    out = run_tool(state, [recover_bin, "--bucket", failures, "--table", table])
     if out.returncode != 0 or not item("order-20"):
         fail("the record was not recovered")
-    proved("kinesis-recover fetched the record back from the stream and applied it through the consumer")
+    proved("kinesis-recover read the record from the bucket and applied it through the consumer")
 
 
 def async_invoke(state, pattern):

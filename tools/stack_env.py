@@ -16,7 +16,7 @@ import sys
 
 
 def snake(name: str) -> str:
-    """FailureQueue -> FAILURE_QUEUE."""
+    """DeadLetterQueue -> DEAD_LETTER_QUEUE."""
     out = ""
     for i, c in enumerate(name):
         if c.isupper() and i > 0:
@@ -59,12 +59,15 @@ def main() -> int:
         if target:
             env["QUEUE_URL"] = queue["url"]
             env["DLQ_URL"] = next(q["url"] for q in queues.values() if q["arn"] == target)
-    # Every queue also under its own name: FailureQueue -> FAILURE_QUEUE_URL.
+    # Every queue also under its own name: DeadLetterQueue -> DEAD_LETTER_QUEUE_URL.
     for logical, queue in queues.items():
         env[snake(logical) + "_URL"] = queue["url"]
     tables = pattern.get("tables", {})
     if len(tables) == 1:
         env["TABLE_NAME"] = next(iter(tables.values()))
+    # Every bucket under its own name: FailureBucket -> FAILURE_BUCKET.
+    for logical, bucket in pattern.get("buckets", {}).items():
+        env[snake(logical)] = bucket
     streams = pattern.get("streams", {})
     if len(streams) == 1:
         env["STREAM_NAME"] = next(iter(streams.values()))

@@ -84,24 +84,24 @@ impl Template {
 }
 
 fn check_parameter(name: &str, decl: &Value, value: &str) -> Result<()> {
-    if let Some(allowed) = decl.get("AllowedValues").and_then(Value::as_array) {
-        if !allowed.iter().any(|a| scalar_to_string(a) == value) {
-            bail!("parameter {name}={value} is not one of its AllowedValues");
-        }
+    if let Some(allowed) = decl.get("AllowedValues").and_then(Value::as_array)
+        && !allowed.iter().any(|a| scalar_to_string(a) == value)
+    {
+        bail!("parameter {name}={value} is not one of its AllowedValues");
     }
     if decl.get("Type").and_then(Value::as_str) == Some("Number") {
         let number: f64 = value
             .parse()
             .map_err(|_| anyhow!("parameter {name} must be a number, got {value:?}"))?;
-        if let Some(min) = decl.get("MinValue").and_then(as_f64) {
-            if number < min {
-                bail!("parameter {name}={value} is below its MinValue {min}");
-            }
+        if let Some(min) = decl.get("MinValue").and_then(as_f64)
+            && number < min
+        {
+            bail!("parameter {name}={value} is below its MinValue {min}");
         }
-        if let Some(max) = decl.get("MaxValue").and_then(as_f64) {
-            if number > max {
-                bail!("parameter {name}={value} is above its MaxValue {max}");
-            }
+        if let Some(max) = decl.get("MaxValue").and_then(as_f64)
+            && number > max
+        {
+            bail!("parameter {name}={value} is above its MaxValue {max}");
         }
     }
     Ok(())

@@ -421,14 +421,14 @@ impl HttpApi {
         let cache_key = (authorizer.id.clone(), identity.join("\u{1f}"));
         if !authorizer.ttl.is_zero() {
             let cache = self.cache.lock().await;
-            if let Some((at, allowed)) = cache.get(&cache_key) {
-                if at.elapsed() < authorizer.ttl {
-                    return if *allowed {
-                        Ok(())
-                    } else {
-                        Err(message(StatusCode::FORBIDDEN, "Forbidden", &request.id))
-                    };
-                }
+            if let Some((at, allowed)) = cache.get(&cache_key)
+                && at.elapsed() < authorizer.ttl
+            {
+                return if *allowed {
+                    Ok(())
+                } else {
+                    Err(message(StatusCode::FORBIDDEN, "Forbidden", &request.id))
+                };
             }
         }
         let event = self.authorizer_event(route, request, &identity);

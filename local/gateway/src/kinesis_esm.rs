@@ -35,11 +35,22 @@ pub const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// Where discarded batches go.
 #[derive(Debug, Clone)]
-pub struct OnFailure {
-    /// Queue URL.
-    pub queue_url: String,
-    /// Queue ARN, as the template names it.
-    pub queue_arn: String,
+pub enum OnFailure {
+    /// An SQS queue: the batch's metadata only (which records, from where, why).
+    Queue {
+        /// Queue URL.
+        url: String,
+        /// Queue ARN, as the template names it.
+        arn: String,
+    },
+    /// An S3 bucket: the metadata and the whole invocation, the records' data included ("For
+    /// Amazon S3 destinations, Lambda also sends the entire invocation record along with the
+    /// metadata", lambda developer guide, kinesis-on-failure-destination.html). The data then
+    /// outlives the stream's retention.
+    Bucket {
+        /// Bucket name.
+        name: String,
+    },
 }
 
 /// One Kinesis event source mapping.
@@ -71,6 +82,8 @@ pub struct KinesisMapping {
     pub parallelization_factor: u32,
     /// `DestinationConfig.OnFailure`.
     pub on_failure: Option<OnFailure>,
+    /// The mapping's id (Lambda's event source mapping UUID), in S3 object keys.
+    pub uuid: String,
 }
 
 fn number(props: &Value, key: &str, default: i64, id: &str) -> Result<i64> {
@@ -152,14 +165,17 @@ pub fn mappings_for(
             None => None,
             Some(destination) => {
                 let arn = scalar_to_string(destination);
-                let url = queues_by_arn
-                    .get(&arn)
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{id}: on-failure destination {arn} is not an SQS queue of the stack (only SQS is served locally)"))?;
-                Some(OnFailure {
-                    queue_url: url,
-                    queue_arn: arn,
-                })
+                match arn.split_once(":s3:::") {
+                    Some((_, bucket)) if !bucket.is_empty() => Some(OnFailure::Bucket {
+                        name: bucket.to_owned(),
+                    }),
+                    _ => {
+                        let url = queues_by_arn.get(&arn).cloned().ok_or_else(|| {
+                            anyhow!("{id}: on-failure destination {arn} is neither an SQS queue of the stack nor an S3 bucket (SNS is not served locally)")
+                        })?;
+                        Some(OnFailure::Queue { url, arn })
+                    }
+                }
             }
         };
         let flag = |key: &str| props.get(key).map(scalar_to_string).as_deref() == Some("true");
@@ -178,6 +194,7 @@ pub fn mappings_for(
                 .get("FunctionResponseTypes")
                 .and_then(Value::as_array)
                 .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures")),
+            uuid: uuid::Uuid::new_v4().to_string(),
             parallelization_factor: factor as u32,
             on_failure,
         });
@@ -240,6 +257,7 @@ impl KinesisMapping {
         self: Arc<Self>,
         kinesis: aws_sdk_kinesis::Client,
         sqs: aws_sdk_sqs::Client,
+        s3: aws_sdk_s3::Client,
         region: String,
     ) -> Result<usize> {
         let shards = kinesis
@@ -259,6 +277,7 @@ impl KinesisMapping {
                 shard: shard.clone(),
                 kinesis: kinesis.clone(),
                 sqs: sqs.clone(),
+                s3: s3.clone(),
                 region: region.clone(),
             };
             tokio::spawn(async move {
@@ -281,6 +300,7 @@ struct ShardPoller {
     shard: String,
     kinesis: aws_sdk_kinesis::Client,
     sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
     region: String,
 }
 
@@ -337,18 +357,18 @@ impl ShardPoller {
         let mut invokes = 0u32;
         let mut window_started: Option<std::time::Instant> = None;
         loop {
-            if pending.len() < m.batch_size {
-                if let Some(it) = iterator.clone() {
-                    let out = self
-                        .kinesis
-                        .get_records()
-                        .shard_iterator(it)
-                        .limit((m.batch_size - pending.len()).min(10_000) as i32)
-                        .send()
-                        .await?;
-                    iterator = out.next_shard_iterator().map(str::to_owned);
-                    pending.extend(out.records().iter().cloned());
-                }
+            if pending.len() < m.batch_size
+                && let Some(it) = iterator.clone()
+            {
+                let out = self
+                    .kinesis
+                    .get_records()
+                    .shard_iterator(it)
+                    .limit((m.batch_size - pending.len()).min(10_000) as i32)
+                    .send()
+                    .await?;
+                iterator = out.next_shard_iterator().map(str::to_owned);
+                pending.extend(out.records().iter().cloned());
             }
             if pending.is_empty() {
                 if iterator.is_none() {
@@ -505,13 +525,48 @@ impl ShardPoller {
             records = batch.len(),
             "batch discarded"
         );
-        if let Some(destination) = &m.on_failure {
-            self.sqs
-                .send_message()
-                .queue_url(&destination.queue_url)
-                .message_body(record.to_string())
-                .send()
-                .await?;
+        match &m.on_failure {
+            Some(OnFailure::Queue { url, .. }) => {
+                self.sqs
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(record.to_string())
+                    .send()
+                    .await?;
+            }
+            Some(OnFailure::Bucket { name }) => {
+                // The object holds the metadata and the invocation's event ("payload", as a JSON
+                // string); the key follows Lambda's aws/lambda/<mapping>/<shard>/<date>/<time>-<id>.
+                // Both shapes are local readings of the docs; only a deployment can confirm them.
+                let mut object = record;
+                object["payload"] = Value::String(self.event(batch).to_string());
+                let now = aws_sdk_kinesis::primitives::DateTime::from_secs_f64(now_seconds())
+                    .fmt(aws_sdk_kinesis::primitives::DateTimeFormat::DateTime)
+                    .unwrap_or_default();
+                let (date, time) = now.split_once('T').unwrap_or((now.as_str(), ""));
+                let key = format!(
+                    "aws/lambda/{}/{}/{}/{}T{}-{}",
+                    m.uuid,
+                    self.shard,
+                    date.replace('-', "/"),
+                    date,
+                    time.trim_end_matches('Z')
+                        .split('.')
+                        .next()
+                        .unwrap_or_default()
+                        .replace(':', "."),
+                    uuid::Uuid::new_v4()
+                );
+                self.s3
+                    .put_object()
+                    .bucket(name)
+                    .key(key)
+                    .content_type("application/json")
+                    .body(object.to_string().into_bytes().into())
+                    .send()
+                    .await?;
+            }
+            None => {}
         }
         Ok(())
     }

@@ -92,12 +92,11 @@ fn inline_refs(schema: &Value, document: &Value, depth: usize) -> Value {
     }
     match schema {
         Value::Object(map) => {
-            if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
-                if let Some(pointer) = reference.strip_prefix('#') {
-                    if let Some(target) = document.pointer(pointer) {
-                        return inline_refs(target, document, depth + 1);
-                    }
-                }
+            if let Some(reference) = map.get("$ref").and_then(Value::as_str)
+                && let Some(pointer) = reference.strip_prefix('#')
+                && let Some(target) = document.pointer(pointer)
+            {
+                return inline_refs(target, document, depth + 1);
             }
             Value::Object(
                 map.iter()
@@ -644,27 +643,27 @@ impl RestApi {
                 ));
             }
         }
-        if route.validate_body {
-            if let Some(schema) = &route.body_schema {
-                let body = String::from_utf8_lossy(&call.body);
-                match self.helper.validate(schema, &body).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(why)) => {
-                        tracing::info!(route = %route.path, reason = %why, "request body refused by the model");
-                        return Err(message(
-                            StatusCode::BAD_REQUEST,
-                            "Invalid request body",
-                            &call.request_id,
-                        ));
-                    }
-                    Err(error) => {
-                        tracing::error!(error = %format!("{error:#}"), "validation helper failed");
-                        return Err(message(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal server error",
-                            &call.request_id,
-                        ));
-                    }
+        if route.validate_body
+            && let Some(schema) = &route.body_schema
+        {
+            let body = String::from_utf8_lossy(&call.body);
+            match self.helper.validate(schema, &body).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    tracing::info!(route = %route.path, reason = %why, "request body refused by the model");
+                    return Err(message(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid request body",
+                        &call.request_id,
+                    ));
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "validation helper failed");
+                    return Err(message(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal server error",
+                        &call.request_id,
+                    ));
                 }
             }
         }
@@ -1108,8 +1107,8 @@ async fn handle(
             return message(StatusCode::FORBIDDEN, &refusal.message(), &request_id);
         }
     }
-    if let Some(authorizer) = &route.authorizer {
-        if let Err(refused) = api
+    if let Some(authorizer) = &route.authorizer
+        && let Err(refused) = api
             .authorize(
                 authorizer,
                 route,
@@ -1120,9 +1119,8 @@ async fn handle(
                 &request_id,
             )
             .await
-        {
-            return refused;
-        }
+    {
+        return refused;
     }
     let call = Call {
         request_id: request_id.clone(),

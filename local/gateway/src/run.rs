@@ -55,6 +55,12 @@ pub async fn start(options: &Options) -> Result<Running> {
         secrets: aws_sdk_secretsmanager::Client::new(&sdk),
         kinesis: aws_sdk_kinesis::Client::new(&sdk),
         events: aws_sdk_eventbridge::Client::new(&sdk),
+        // Path-style addressing: buckets as paths of the emulator's one host name.
+        s3: aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        ),
     };
     let stacks = stack::provision(
         &options.template,
@@ -131,6 +137,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                     .start(
                         clients.kinesis.clone(),
                         clients.sqs.clone(),
+                        clients.s3.clone(),
                         options.region.clone(),
                     )
                     .await?;
@@ -321,11 +328,13 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
     let tables = names("AWS::DynamoDB::Table");
     let secrets = names("AWS::SecretsManager::Secret");
     let streams = names("AWS::Kinesis::Stream");
+    let buckets = names("AWS::S3::Bucket");
     if apis.is_empty()
         && queues.is_empty()
         && tables.is_empty()
         && secrets.is_empty()
         && streams.is_empty()
+        && buckets.is_empty()
     {
         return None;
     }
@@ -344,6 +353,7 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
         "tables": tables,
         "secrets": secrets,
         "streams": streams,
+        "buckets": buckets,
         "parameters": stack.scope.parameters,
         "outputs": stack.outputs,
     }))

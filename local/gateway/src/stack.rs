@@ -33,6 +33,8 @@ pub struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
     /// EventBridge.
     pub events: aws_sdk_eventbridge::Client,
+    /// S3 (path-style, for the emulator).
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// A rule target the gateway delivers itself: moto cannot invoke Lambda targets, so the rule
@@ -136,13 +138,12 @@ fn provision_one<'a>(
         // Resources whose Condition is false do not exist.
         let mut skipped = Vec::new();
         for (logical, resource) in template.resources() {
-            if let Some(condition) = resource.get("Condition").and_then(Value::as_str) {
-                if !scope
+            if let Some(condition) = resource.get("Condition").and_then(Value::as_str)
+                && !scope
                     .condition(condition)
                     .map_err(|e| anyhow!("{logical}: {e}"))?
-                {
-                    skipped.push(logical.clone());
-                }
+            {
+                skipped.push(logical.clone());
             }
         }
         // Resources the gateway plays itself only need ids.
@@ -187,6 +188,7 @@ fn provision_one<'a>(
                     "AWS::SQS::Queue" => create_queue(clients, &name, &props).await,
                     "AWS::DynamoDB::Table" => create_table(clients, &name, &props).await,
                     "AWS::Kinesis::Stream" => create_stream(clients, &name, &props, region).await,
+                    "AWS::S3::Bucket" => create_bucket(clients, &name, &props, region).await,
                     "AWS::Events::EventBus" => create_bus(clients, &name, &props).await,
                     "AWS::Events::Archive" => create_archive(clients, &name, &props).await,
                     "AWS::Events::Rule" => {
@@ -365,6 +367,7 @@ fn passive_physical(stack: &str, logical: &str, kind: &str, region: &str) -> Opt
             }
         }
         "AWS::Lambda::Permission"
+        | "AWS::S3::BucketPolicy"
         | "AWS::SQS::QueuePolicy"
         | "AWS::SQS::QueueInlinePolicy"
         | "AWS::IAM::Policy"
@@ -374,6 +377,45 @@ fn passive_physical(stack: &str, logical: &str, kind: &str, region: &str) -> Opt
             attributes: BTreeMap::new(),
         },
         _ => return None,
+    })
+}
+
+/// A bucket in moto: `BucketName`, or a generated name made valid for S3 (lower case, at most
+/// 63 characters). Encryption, lifecycle and public-access settings are AWS's business; the
+/// templates' checks (cfn-lint, checkov) hold them.
+async fn create_bucket(
+    clients: &Clients,
+    name: &str,
+    props: &Value,
+    region: &str,
+) -> Result<Physical> {
+    let bucket = props
+        .get("BucketName")
+        .map(scalar_to_string)
+        .unwrap_or_else(|| fit(name, 63).to_ascii_lowercase());
+    let mut create = clients.s3.create_bucket().bucket(&bucket);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    create
+        .send()
+        .await
+        .with_context(|| format!("cannot create bucket {bucket}"))?;
+    Ok(Physical {
+        attributes: [
+            ("Arn".to_owned(), format!("arn:aws:s3:::{bucket}")),
+            (
+                "DomainName".to_owned(),
+                format!("{bucket}.s3.amazonaws.com"),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        reference: bucket,
     })
 }
 

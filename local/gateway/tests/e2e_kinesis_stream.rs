@@ -66,19 +66,63 @@ fn s(item: &HashMap<String, AttributeValue>, key: &str) -> String {
     item[key].as_s().cloned().unwrap_or_default()
 }
 
+fn s3(stack: &LocalStack) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&stack.sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn failure_bucket(stack: &LocalStack) -> String {
+    stack.pattern(P)["buckets"]["FailureBucket"]
+        .as_str()
+        .expect("bucket")
+        .to_owned()
+}
+
+/// The failed batches the on-failure bucket holds (Lambda's `aws/lambda/` objects).
 async fn failure_messages(stack: &LocalStack) -> Vec<Value> {
-    let out = aws_sdk_sqs::Client::new(&stack.sdk)
-        .receive_message()
-        .queue_url(stack.queue_url(P, "FailureQueue"))
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
+    let s3 = s3(stack);
+    let bucket = failure_bucket(stack);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("aws/lambda/")
         .send()
         .await
-        .expect("receive");
-    out.messages()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("JSON"))
-        .collect()
+        .expect("list");
+    let mut batches = Vec::new();
+    for object in listed.contents() {
+        let got = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(object.key().expect("key"))
+            .send()
+            .await
+            .expect("get");
+        let bytes = got.body.collect().await.expect("body").into_bytes();
+        batches.push(serde_json::from_slice(&bytes).expect("JSON"));
+    }
+    batches
+}
+
+fn recovery(
+    stack: &LocalStack,
+    consumer: Option<kinesis_stream_consumer::Consumer>,
+) -> kinesis_stream_recover::Recovery {
+    let replay = if consumer.is_some() {
+        kinesis_stream_recover::Replay::Consumer
+    } else {
+        kinesis_stream_recover::Replay::DryRun
+    };
+    kinesis_stream_recover::Recovery {
+        kinesis: aws_sdk_kinesis::Client::new(&stack.sdk),
+        sqs: aws_sdk_sqs::Client::new(&stack.sdk),
+        s3: s3(stack),
+        consumer,
+        replay,
+    }
 }
 
 #[tokio::test]
@@ -187,6 +231,14 @@ async fn a_poison_record_is_bisected_retried_then_sent_to_the_on_failure_queue_w
         failures[0]["requestContext"]["condition"],
         "RetryAttemptsExhausted"
     );
+    // The bucket keeps the record itself, not only where it was.
+    let payload: Value =
+        serde_json::from_str(failures[0]["payload"].as_str().expect("payload")).expect("event");
+    assert_eq!(
+        payload["Records"][0]["kinesis"]["sequenceNumber"],
+        poison_seq.as_str()
+    );
+    assert_eq!(payload["Records"][0]["kinesis"]["partitionKey"], "bad");
     let invokes = failures[0]["requestContext"]["approximateInvokeCount"]
         .as_u64()
         .expect("count");
@@ -275,7 +327,8 @@ async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expecte
 }
 
 #[tokio::test]
-async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_was_down() {
+async fn a_batch_that_failed_while_the_table_was_down_is_recovered_from_the_bucket_after_the_stream_lost_it()
+ {
     let stack = LocalStack::start(P, "KinesisStream.MaximumRetryAttempts=1").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
     let table = stack.table(P, "EventsTable");
@@ -296,24 +349,26 @@ async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_w
     // The cause is fixed: the table is back (empty).
     testkit::create_table_named(&dynamodb, &table, "eventId").await;
 
-    let sdk = &stack.sdk;
+    // And the stream no longer holds the record (its retention passed, here: it is deleted):
+    // the bucket's copy is all there is.
+    aws_sdk_kinesis::Client::new(&stack.sdk)
+        .delete_stream()
+        .stream_name(stream(&stack))
+        .send()
+        .await
+        .expect("delete stream");
     let config = kinesis_stream_consumer::Config::from_lookup(|k| {
         (k == "TABLE_NAME").then(|| table.clone())
     })
     .expect("config");
-    let recovery = kinesis_stream_recover::Recovery {
-        kinesis: aws_sdk_kinesis::Client::new(sdk),
-        sqs: aws_sdk_sqs::Client::new(sdk),
-        consumer: Some(kinesis_stream_consumer::Consumer::from_config(
-            &config,
-            dynamodb.clone(),
-        )),
-        replay: kinesis_stream_recover::Replay::Consumer,
-    };
-    let report =
-        kinesis_stream_recover::recover(&recovery, &stack.queue_url(P, "FailureQueue"), 10)
-            .await
-            .expect("recover");
+    let consumer = kinesis_stream_consumer::Consumer::from_config(&config, dynamodb.clone());
+    let report = kinesis_stream_recover::recover_bucket(
+        &recovery(&stack, Some(consumer)),
+        &failure_bucket(&stack),
+        10,
+    )
+    .await
+    .expect("recover");
     assert_eq!(report.len(), 1, "{report:?}");
     assert_eq!(
         (report[0].recovered, report[0].expired, report[0].deleted),
@@ -328,15 +383,25 @@ async fn the_recovery_command_brings_back_a_record_that_failed_while_the_table_w
     );
     assert!(
         failure_messages(&stack).await.is_empty(),
-        "the failure message is gone"
+        "the recovered batch's object is gone"
     );
 }
 
 #[tokio::test]
-async fn the_recovery_command_reports_records_the_stream_no_longer_holds() {
+async fn recovery_from_a_metadata_queue_reports_records_the_stream_no_longer_holds() {
     let stack = LocalStack::start(P, "").await;
+    // A metadata-only destination (an SQS queue, as other templates may use): the records must
+    // come back from the stream, and these are no longer there.
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let queue = stack.queue_url(P, "FailureQueue");
+    let queue = sqs
+        .create_queue()
+        .queue_name(testkit::unique("on-failure"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
     let stream_arn = format!(
         "arn:aws:kinesis:us-east-1:123456789012:stream/{}",
         stream(&stack)
@@ -350,12 +415,7 @@ async fn the_recovery_command_reports_records_the_stream_no_longer_holds() {
         .send()
         .await
         .expect("send");
-    let recovery = kinesis_stream_recover::Recovery {
-        kinesis: aws_sdk_kinesis::Client::new(&stack.sdk),
-        sqs: sqs.clone(),
-        consumer: None,
-        replay: kinesis_stream_recover::Replay::DryRun,
-    };
+    let recovery = recovery(&stack, None);
     let report = kinesis_stream_recover::recover(&recovery, &queue, 10)
         .await
         .expect("recover");

@@ -245,10 +245,10 @@ impl CachedCredentials {
     /// The current expected credentials, from the cache while it is fresh.
     pub async fn get(&self) -> Result<Credentials, SecretError> {
         let mut cached = self.cached.lock().await;
-        if let Some((fetched_at, value)) = cached.as_ref() {
-            if fetched_at.elapsed() < self.ttl {
-                return Ok(value.clone());
-            }
+        if let Some((fetched_at, value)) = cached.as_ref()
+            && fetched_at.elapsed() < self.ttl
+        {
+            return Ok(value.clone());
         }
         let value = self.source.fetch().await?;
         *cached = Some((Instant::now(), value.clone()));

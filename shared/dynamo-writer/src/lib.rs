@@ -297,10 +297,10 @@ impl EventStore for MemoryStore {
                 .items
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(AttributeValue::S(old)) = items.get(&key).and_then(|i| i.get(version)) {
-                if *old >= new {
-                    return Ok(PutOutcome::AlreadyExists);
-                }
+            if let Some(AttributeValue::S(old)) = items.get(&key).and_then(|i| i.get(version))
+                && *old >= new
+            {
+                return Ok(PutOutcome::AlreadyExists);
             }
             items.insert(key, item);
             Ok(PutOutcome::Created)

@@ -1,16 +1,21 @@
 //! Recovery of failed Kinesis batches.
 //!
-//! The on-failure destination of a Kinesis event source mapping receives metadata only (shard,
-//! sequence range, reason), never the records. [`recover`] reads those messages, fetches the
-//! referenced records back from the stream while it still retains them, and replays them:
+//! Two kinds of on-failure destination, two sources:
+//! - an **S3 bucket** (this pattern's): Lambda writes the metadata *and* the whole invocation, the
+//!   records' data included, so [`recover_bucket`] replays them from the object, however long ago
+//!   the stream dropped them;
+//! - an **SQS queue** (or SNS): metadata only (shard, sequence range, reason), never the records;
+//!   [`recover`] fetches the referenced records back from the stream while it still retains them.
+//!
+//! Either way the records are replayed:
 //! - [`Replay::Consumer`] (default) runs them through the consumer's own code with their
 //!   **original** sequence numbers, so its ordering guard still holds: a recovered record never
 //!   overwrites a newer one applied meanwhile;
 //! - [`Replay::Stream`] puts them back on the stream (new sequence numbers, processed again by the
 //!   deployed consumer).
 //!
-//! A message is deleted once all its records are recovered; when some have expired (retention
-//! passed) or still fail, it stays, and the report says so.
+//! A message (or object) is deleted once all its records are recovered; when some have expired
+//! (retention passed) or still fail, it stays, and the report says so.
 
 use anyhow::{Context as _, Result, anyhow};
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
@@ -58,6 +63,55 @@ pub fn parse_failure(body: &str) -> Result<BatchInfo> {
         .batch)
 }
 
+/// A failed batch as an S3 on-failure destination keeps it: the metadata and the records.
+#[derive(Debug, Clone)]
+pub struct KeptBatch {
+    /// Shard, range and stream.
+    pub batch: BatchInfo,
+    /// The records, as the function received them (data in base64, original sequence numbers).
+    pub records: Vec<KinesisEventRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeptObject {
+    #[serde(rename = "KinesisBatchInfo")]
+    batch: BatchInfo,
+    payload: serde_json::Value,
+}
+
+/// Parses one object of an S3 on-failure destination: `KinesisBatchInfo` plus `payload`, the
+/// invocation's event. The payload is read as a JSON string holding the event, or as the event
+/// itself: which of the two Lambda writes is not shown in AWS's documentation.
+pub fn parse_kept(body: &str) -> Result<KeptBatch> {
+    let object: KeptObject = serde_json::from_str(body)
+        .context("not a Kinesis on-failure object (no KinesisBatchInfo or payload)")?;
+    let event: KinesisEvent = match object.payload {
+        serde_json::Value::String(text) => serde_json::from_str(&text),
+        other => serde_json::from_value(other),
+    }
+    .context("the payload is not a Kinesis event")?;
+    Ok(KeptBatch {
+        batch: object.batch,
+        records: event.records,
+    })
+}
+
+/// A record read from the stream, as the function receives it.
+fn event_record(batch: &BatchInfo, r: &Record) -> KinesisEventRecord {
+    KinesisEventRecord {
+        event_id: Some(format!("{}:{}", batch.shard_id, r.sequence_number())),
+        event_source_arn: Some(batch.stream_arn.clone()),
+        kinesis: KinesisData {
+            partition_key: r.partition_key().unwrap_or_default().to_owned(),
+            sequence_number: r.sequence_number().to_owned(),
+            data: base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
+            approximate_arrival_timestamp: r
+                .approximate_arrival_timestamp()
+                .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9),
+        },
+    }
+}
+
 /// What happened to one failure message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -86,6 +140,8 @@ pub struct Recovery {
     pub kinesis: aws_sdk_kinesis::Client,
     /// SQS, to read and delete failure messages.
     pub sqs: aws_sdk_sqs::Client,
+    /// S3, to read and delete kept batches.
+    pub s3: aws_sdk_s3::Client,
     /// The consumer, for [`Replay::Consumer`].
     pub consumer: Option<kinesis_stream_consumer::Consumer>,
     /// How to replay.
@@ -150,17 +206,20 @@ impl Recovery {
     }
 
     /// Replays `records` of `batch`; returns how many still failed.
-    async fn replay(&self, batch: &BatchInfo, records: &[Record]) -> Result<usize> {
+    async fn replay(&self, batch: &BatchInfo, records: &[KinesisEventRecord]) -> Result<usize> {
         match self.replay {
             Replay::DryRun => Ok(0),
             Replay::Stream => {
                 let name = stream_name(&batch.stream_arn)?;
                 for record in records {
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(&record.kinesis.data)
+                        .context("a kept record's data is not base64")?;
                     self.kinesis
                         .put_record()
                         .stream_name(name)
-                        .set_partition_key(record.partition_key().map(str::to_owned))
-                        .data(record.data().clone())
+                        .partition_key(&record.kinesis.partition_key)
+                        .data(aws_sdk_kinesis::primitives::Blob::new(data))
                         .send()
                         .await?;
                 }
@@ -172,22 +231,7 @@ impl Recovery {
                     .as_ref()
                     .context("replay through the consumer needs its table (--table)")?;
                 let event = KinesisEvent {
-                    records: records
-                        .iter()
-                        .map(|r| KinesisEventRecord {
-                            event_id: Some(format!("{}:{}", batch.shard_id, r.sequence_number())),
-                            event_source_arn: Some(batch.stream_arn.clone()),
-                            kinesis: KinesisData {
-                                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                                sequence_number: r.sequence_number().to_owned(),
-                                data: base64::engine::general_purpose::STANDARD
-                                    .encode(r.data().as_ref()),
-                                approximate_arrival_timestamp: r
-                                    .approximate_arrival_timestamp()
-                                    .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9),
-                            },
-                        })
-                        .collect(),
+                    records: records.to_vec(),
                 };
                 let response = consumer.handle(event).await?;
                 // The consumer names the lowest failed record: it and everything after it failed.
@@ -202,7 +246,9 @@ impl Recovery {
                             let failed = SequenceNumber::parse(failed);
                             records
                                 .iter()
-                                .filter(|r| SequenceNumber::parse(r.sequence_number()) >= failed)
+                                .filter(|r| {
+                                    SequenceNumber::parse(&r.kinesis.sequence_number) >= failed
+                                })
                                 .count()
                         }
                     },
@@ -232,7 +278,12 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
         }
         for message in messages {
             let batch = parse_failure(message.body().unwrap_or_default())?;
-            let records = recovery.fetch(&batch).await?;
+            let records: Vec<KinesisEventRecord> = recovery
+                .fetch(&batch)
+                .await?
+                .iter()
+                .map(|r| event_record(&batch, r))
+                .collect();
             let still_failing = recovery.replay(&batch, &records).await?;
             let expired = batch.batch_size.saturating_sub(records.len());
             let complete = expired == 0 && still_failing == 0 && recovery.replay != Replay::DryRun;
@@ -260,6 +311,80 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
     Ok(report)
 }
 
+/// Processes up to `max` kept batches from the S3 on-failure destination `bucket` (objects under
+/// Lambda's `aws/lambda/` prefix), replaying the records the objects hold.
+pub async fn recover_bucket(
+    recovery: &Recovery,
+    bucket: &str,
+    max: usize,
+) -> Result<Vec<Recovered>> {
+    let mut report = Vec::new();
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = recovery
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix("aws/lambda/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .context("ListObjectsV2 on the on-failure bucket failed")?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() || keys.len() >= max {
+            break;
+        }
+    }
+    for key in keys.into_iter().take(max) {
+        let object = recovery
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .with_context(|| format!("GetObject {key} failed"))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading {key} failed"))?
+            .into_bytes();
+        let kept = parse_kept(&String::from_utf8_lossy(&bytes))
+            .with_context(|| format!("{key} is not a kept Kinesis batch"))?;
+        let still_failing = recovery.replay(&kept.batch, &kept.records).await?;
+        let expired = kept.batch.batch_size.saturating_sub(kept.records.len());
+        let complete = expired == 0 && still_failing == 0 && recovery.replay != Replay::DryRun;
+        if complete {
+            recovery
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .with_context(|| format!("DeleteObject {key} failed"))?;
+        }
+        report.push(Recovered {
+            shard_id: kept.batch.shard_id.clone(),
+            start: kept.batch.start_sequence_number.clone(),
+            end: kept.batch.end_sequence_number.clone(),
+            expected: kept.batch.batch_size,
+            recovered: kept.records.len() - still_failing,
+            expired,
+            still_failing,
+            deleted: complete,
+        });
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +402,27 @@ mod tests {
         );
         assert_eq!(stream_name(&batch.stream_arn).expect("arn"), "s-events");
         assert!(parse_failure(r#"{"something":"else"}"#).is_err());
+    }
+
+    #[test]
+    fn parses_a_kept_batch_whose_payload_is_a_string_or_an_object() {
+        let event = r#"{"Records":[{"kinesis":{"partitionKey":"k","sequenceNumber":"7","data":"eyJ2IjoxfQ=="},
+            "eventID":"shardId-000000000000:7","eventSourceARN":"arn:aws:kinesis:us-east-1:123456789012:stream/s"}]}"#;
+        let info = r#""KinesisBatchInfo":{"shardId":"shardId-000000000000","startSequenceNumber":"7",
+            "endSequenceNumber":"7","batchSize":1,"streamArn":"arn:aws:kinesis:us-east-1:123456789012:stream/s"}"#;
+        for payload in [
+            serde_json::Value::String(event.into()),
+            serde_json::from_str(event).expect("json"),
+        ] {
+            let body = format!(r#"{{{info},"payload":{payload}}}"#);
+            let kept = parse_kept(&body).expect("kept batch");
+            assert_eq!(kept.batch.batch_size, 1);
+            assert_eq!(kept.records[0].kinesis.sequence_number, "7");
+            assert_eq!(kept.records[0].kinesis.data, "eyJ2IjoxfQ==");
+        }
+        assert!(
+            parse_kept(&format!(r#"{{{info}}}"#)).is_err(),
+            "no payload, no records"
+        );
     }
 }

@@ -1,22 +1,33 @@
-//! `kinesis-recover`: recovers the records of Kinesis batches that ended in the on-failure queue.
+//! `kinesis-recover`: recovers the records of Kinesis batches that ended in the on-failure
+//! destination: an S3 bucket (the records are in the objects) or an SQS queue (metadata only: the
+//! records are read back from the stream while it retains them).
 //!
 //! ```text
-//! kinesis-recover --queue <on-failure-queue-url> [--table <events-table>] [--replay consumer|stream|dry-run] [--max N]
+//! kinesis-recover (--bucket <on-failure-bucket> | --queue <on-failure-queue-url>) [--table <events-table>]
+//!                 [--replay consumer|stream|dry-run] [--max N]
 //! ```
 //! Honours `AWS_ENDPOINT_URL`, so it works against AWS and the local stack alike.
 
 use anyhow::{Context as _, Result, bail};
-use kinesis_stream_recover::{Recovery, Replay, recover};
+use kinesis_stream_recover::{Recovery, Replay, recover, recover_bucket};
 
-const USAGE: &str = "usage: kinesis-recover --queue URL [--table NAME] [--replay consumer|stream|dry-run] [--max N]";
+const USAGE: &str = "usage: kinesis-recover (--bucket NAME | --queue URL) [--table NAME] [--replay consumer|stream|dry-run] [--max N]";
+
+/// Where the failed batches are kept.
+enum Source {
+    Bucket(String),
+    Queue(String),
+}
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let (mut queue, mut table, mut replay, mut max) = (None, None, Replay::Consumer, 100);
+    let (mut queue, mut bucket, mut table, mut replay, mut max) =
+        (None, None, None, Replay::Consumer, 100);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--queue" => queue = Some(args.next().context("--queue needs a URL")?),
+            "--bucket" => bucket = Some(args.next().context("--bucket needs a name")?),
             "--table" => table = Some(args.next().context("--table needs a name")?),
             "--max" => {
                 max = args
@@ -40,7 +51,11 @@ async fn main() -> Result<()> {
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
     }
-    let queue = queue.context(USAGE)?;
+    let source = match (bucket, queue) {
+        (Some(bucket), None) => Source::Bucket(bucket),
+        (None, Some(queue)) => Source::Queue(queue),
+        _ => bail!("give exactly one of --bucket and --queue\n{USAGE}"),
+    };
     let sdk = aws_setup::load().await;
     let consumer = match (replay, table) {
         (Replay::Consumer, None) => {
@@ -60,12 +75,21 @@ async fn main() -> Result<()> {
     let recovery = Recovery {
         kinesis: aws_sdk_kinesis::Client::new(&sdk),
         sqs: aws_sdk_sqs::Client::new(&sdk),
+        // Path-style addressing against a local emulator (AWS_ENDPOINT_URL), as S3 needs there.
+        s3: aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                .build(),
+        ),
         consumer,
         replay,
     };
-    let report = recover(&recovery, &queue, max).await?;
+    let (report, place) = match &source {
+        Source::Bucket(bucket) => (recover_bucket(&recovery, bucket, max).await?, bucket),
+        Source::Queue(queue) => (recover(&recovery, queue, max).await?, queue),
+    };
     if report.is_empty() {
-        println!("no failure messages in {queue}");
+        println!("no failed batches in {place}");
     }
     for r in &report {
         println!(
@@ -83,9 +107,9 @@ async fn main() -> Result<()> {
             r.expired,
             r.still_failing,
             if r.deleted {
-                "; failure message deleted"
+                "; failure record deleted"
             } else {
-                "; failure message kept"
+                "; failure record kept"
             }
         );
     }

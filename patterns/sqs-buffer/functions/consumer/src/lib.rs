@@ -166,10 +166,10 @@ pub fn build_item(record: &SqsMessage, stored_at_millis: u128) -> Result<Item, R
         ("ApproximateFirstReceiveTimestamp", "firstReceivedAt"),
         ("ApproximateReceiveCount", "receiveCount"),
     ] {
-        if let Some(value) = record.attributes.get(attribute) {
-            if value.parse::<u64>().is_ok() {
-                item.insert(name.into(), AttributeValue::N(value.clone()));
-            }
+        if let Some(value) = record.attributes.get(attribute)
+            && value.parse::<u64>().is_ok()
+        {
+            item.insert(name.into(), AttributeValue::N(value.clone()));
         }
     }
     if let Some(arn) = record.event_source_arn.as_deref() {
