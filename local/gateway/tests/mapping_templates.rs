@@ -77,7 +77,7 @@ async fn every_mapping_template_renders_to_json() {
     );
     let python = testkit::repo_root().join(".venv/bin/python");
     let helper = Helper::start(python.to_str().expect("path")).expect("helper");
-    let context = json!({"requestId": "req-1", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
+    let context = json!({"requestId": "req-1", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
                          "resourcePath": "/jobs/{jobId}", "identity": {"sourceIp": "127.0.0.1"}});
     let params = json!({"path": {"jobId": "job-\"1'"}, "querystring": {}, "header": {}});
     // Bodies a template may meet: a client request, an empty service answer, a full item.
@@ -155,10 +155,13 @@ fn form_fields(form: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 #[tokio::test]
-async fn user_api_create_sends_the_request_id_as_a_message_attribute_and_answers_with_it() {
+async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
     let python = testkit::repo_root().join(".venv/bin/python");
     let helper = Helper::start(python.to_str().expect("path")).expect("helper");
-    let context = json!({"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "stage": "v1"});
+    // The extended request id API Gateway generates (base64): sent and answered URL-safe. The
+    // request id, which clients can override, is not used.
+    let context =
+        json!({"requestId": "client-chosen", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1"});
     let params = json!({"path": {}, "querystring": {}, "header": {}});
     let body = r#"{"name": "Ada & Co", "email": "ada@example.com"}"#;
 
@@ -179,7 +182,7 @@ async fn user_api_create_sends_the_request_id_as_a_message_attribute_and_answers
     assert_eq!(fields["MessageAttribute.1.Value.DataType"], "String");
     assert_eq!(
         fields["MessageAttribute.1.Value.StringValue"],
-        "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+        "Ab-c_dEF9x8"
     );
 
     let response = user_api_template("post /users response default");
@@ -189,20 +192,14 @@ async fn user_api_create_sends_the_request_id_as_a_message_attribute_and_answers
         .await
         .expect("response template");
     let answer: Value = serde_json::from_str(&accepted.output).expect("JSON");
-    assert_eq!(
-        answer,
-        json!({"messageId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"})
-    );
+    assert_eq!(answer, json!({"messageId": "Ab-c_dEF9x8"}));
     assert_eq!(
         accepted.status, None,
         "202, as the integration response says"
     );
     assert_eq!(
         accepted.headers,
-        [(
-            "Location".to_owned(),
-            "/v1/status/c6af9ac6-7b61-11e6-9a41-93e8deadbeef".to_owned()
-        )]
+        [("Location".to_owned(), "/v1/status/Ab-c_dEF9x8".to_owned())]
     );
 
     // No message id: SQS queued nothing, so there is no id to hand out.

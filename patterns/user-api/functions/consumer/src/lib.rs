@@ -1,8 +1,9 @@
 //! user-api consumer: turns queued "create user" requests into users, exactly once, and gives
 //! every request a terminal status the client can poll.
 //!
-//! - **The request id.** The API's mapping template sends API Gateway's `$context.requestId` with
-//!   each message, as the String message attribute `requestId`, and answers the client with it.
+//! - **The request id.** The API's mapping template sends an id API Gateway generates
+//!   (`$context.extendedRequestId`, made URL-safe) with each message, as the String message
+//!   attribute `requestId`, and answers the client with it.
 //!   Everything the consumer records is keyed on it: the user id is a UUID v5 of it, and the
 //!   item's `messageId` attribute (the key of the `byMessageId` index behind
 //!   `GET /status/{messageId}`) holds it. Unlike SQS's MessageId, it survives a redrive: a
