@@ -837,34 +837,17 @@ impl RestApi {
         form: &str,
         integration: &Value,
     ) -> Result<(u16, String, Option<String>)> {
-        let fields: BTreeMap<String, String> = form
-            .trim()
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (form_decode(k), form_decode(v)))
-            .collect();
-        if fields.get("Action").map(String::as_str) != Some("SendMessage") {
-            bail!("only Action=SendMessage is served locally for SQS path integrations");
-        }
         let queue_url = format!(
             "{}/{}",
             self.endpoint.trim_end_matches('/'),
             path.trim_start_matches('/')
         );
-        let mut request = json!({ "QueueUrl": queue_url, "MessageBody": fields.get("MessageBody").cloned().unwrap_or_default() });
-        for key in ["DelaySeconds", "MessageGroupId", "MessageDeduplicationId"] {
-            if let Some(v) = fields.get(key) {
-                request[key] = json!(v);
-            }
-        }
+        let request = send_message_request(&queue_url, form)?;
         let wants_json = integration
             .pointer("/requestParameters/integration.request.header.Accept")
             .and_then(Value::as_str)
             .is_some_and(|a| a.contains("application/json"));
-        let message_body = fields
-            .get("MessageBody")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let message_body = request["MessageBody"].as_str().unwrap_or_default();
         // What SQS checks and moto does not (the character set, the size in bytes).
         let (status, body) = match crate::sqs_checks::refusal(message_body) {
             Some(refused) => (400, json!({"__type": format!("com.amazonaws.sqs#{}", refused.code), "message": refused.message}).to_string()),
@@ -942,6 +925,55 @@ impl RestApi {
         let status = response.status().as_u16();
         Ok((status, response.text().await?, None))
     }
+}
+
+/// The SQS JSON-protocol `SendMessage` request for a query-protocol form: the body, the optional
+/// fields, and the message attributes (`MessageAttribute.N.Name`, `.Value.DataType`,
+/// `.Value.StringValue` or `.Value.BinaryValue`, base64 in both protocols) as `MessageAttributes`.
+fn send_message_request(queue_url: &str, form: &str) -> Result<Value> {
+    let fields: BTreeMap<String, String> = form
+        .trim()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (form_decode(k), form_decode(v)))
+        .collect();
+    if fields.get("Action").map(String::as_str) != Some("SendMessage") {
+        bail!("only Action=SendMessage is served locally for SQS path integrations");
+    }
+    let mut request = json!({ "QueueUrl": queue_url, "MessageBody": fields.get("MessageBody").cloned().unwrap_or_default() });
+    for key in ["DelaySeconds", "MessageGroupId", "MessageDeduplicationId"] {
+        if let Some(v) = fields.get(key) {
+            request[key] = json!(v);
+        }
+    }
+    let mut attributes = serde_json::Map::new();
+    for (key, name) in &fields {
+        let Some(n) = key
+            .strip_prefix("MessageAttribute.")
+            .and_then(|rest| rest.strip_suffix(".Name"))
+        else {
+            continue;
+        };
+        let field = |part: &str| fields.get(&format!("MessageAttribute.{n}.Value.{part}"));
+        let mut value = serde_json::Map::new();
+        for (part, json_key) in [
+            ("DataType", "DataType"),
+            ("StringValue", "StringValue"),
+            ("BinaryValue", "BinaryValue"),
+        ] {
+            if let Some(v) = field(part) {
+                value.insert(json_key.to_owned(), json!(v));
+            }
+        }
+        if !value.contains_key("DataType") {
+            bail!("MessageAttribute.{n} ({name}) has no Value.DataType");
+        }
+        attributes.insert(name.clone(), Value::Object(value));
+    }
+    if !attributes.is_empty() {
+        request["MessageAttributes"] = Value::Object(attributes);
+    }
+    Ok(request)
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component.
@@ -1191,6 +1223,33 @@ mod tests {
         assert_eq!(
             policy_allows(&policy("Deny", arn), arn),
             Err("User is not authorized to access this resource with an explicit deny")
+        );
+    }
+
+    #[test]
+    fn send_message_forms_carry_their_message_attributes_into_the_json_request() {
+        let form = "Action=SendMessage&MessageBody=%7B%22a%22%3A1%7D\
+                    &MessageAttribute.1.Name=requestId&MessageAttribute.1.Value.DataType=String\
+                    &MessageAttribute.1.Value.StringValue=req+1%2F2\
+                    &MessageAttribute.2.Name=blob&MessageAttribute.2.Value.DataType=Binary\
+                    &MessageAttribute.2.Value.BinaryValue=AAE%3D";
+        let request = send_message_request("http://q/1/queue", form).expect("request");
+        assert_eq!(request["MessageBody"], r#"{"a":1}"#);
+        assert_eq!(
+            request["MessageAttributes"],
+            json!({"requestId": {"DataType": "String", "StringValue": "req 1/2"},
+                   "blob": {"DataType": "Binary", "BinaryValue": "AAE="}})
+        );
+        let plain = send_message_request("http://q/1/queue", "Action=SendMessage&MessageBody=x")
+            .expect("request");
+        assert!(plain.get("MessageAttributes").is_none());
+        assert!(
+            send_message_request(
+                "http://q/1/queue",
+                "Action=SendMessage&MessageBody=x&MessageAttribute.1.Name=a"
+            )
+            .is_err(),
+            "an attribute without a data type is refused, as SQS refuses it"
         );
     }
 

@@ -16,6 +16,7 @@ use anyhow::{Result, anyhow, bail};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
@@ -295,15 +296,19 @@ pub fn sqs_event(batch: &[Message], queue_arn: &str, region: &str) -> Value {
                 .map(|a| {
                     a.iter()
                         .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                json!({
-                                    "stringValue": v.string_value(),
-                                    "dataType": v.data_type(),
-                                    "stringListValues": [],
-                                    "binaryListValues": []
-                                }),
-                            )
+                            let mut attribute = json!({
+                                "stringValue": v.string_value(),
+                                "dataType": v.data_type(),
+                                "stringListValues": [],
+                                "binaryListValues": []
+                            });
+                            // Binary values travel base64-encoded, as Lambda sends them.
+                            if let Some(blob) = v.binary_value() {
+                                attribute["binaryValue"] = json!(
+                                    base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
+                                );
+                            }
+                            (k.clone(), attribute)
                         })
                         .collect()
                 })
@@ -395,5 +400,42 @@ mod tests {
         let parsed: aws_lambda_events::sqs::SqsEvent =
             serde_json::from_value(event).expect("deserialises as Lambda's SQS event");
         assert_eq!(parsed.records[0].body.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn event_carries_message_attributes_in_lambdas_shape() {
+        use aws_sdk_sqs::primitives::Blob;
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let string = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value("req-1")
+            .build()
+            .expect("attribute");
+        let binary = MessageAttributeValue::builder()
+            .data_type("Binary")
+            .binary_value(Blob::new(vec![0u8, 1]))
+            .build()
+            .expect("attribute");
+        let m = Message::builder()
+            .message_id("m1")
+            .body("{}")
+            .message_attributes("requestId", string)
+            .message_attributes("blob", binary)
+            .build();
+        let event = sqs_event(&[m], "arn:q", "us-east-1");
+        let attributes = &event["Records"][0]["messageAttributes"];
+        assert_eq!(
+            attributes["requestId"],
+            json!({"stringValue": "req-1", "dataType": "String", "stringListValues": [], "binaryListValues": []})
+        );
+        assert_eq!(attributes["blob"]["binaryValue"], "AAE=");
+        let parsed: aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_value(event).expect("deserialises as Lambda's SQS event");
+        assert_eq!(
+            parsed.records[0].message_attributes["requestId"]
+                .string_value
+                .as_deref(),
+            Some("req-1")
+        );
     }
 }

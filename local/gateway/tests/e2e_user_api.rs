@@ -28,11 +28,17 @@ fn base(stack: &LocalStack) -> String {
 }
 
 async fn create(stack: &LocalStack, body: Value) -> (u16, Option<String>, Value) {
+    create_raw(stack, &body.to_string()).await
+}
+
+/// A create with the body exactly as given (duplicate keys, escapes), as `application/json`.
+async fn create_raw(stack: &LocalStack, body: &str) -> (u16, Option<String>, Value) {
     let (user, password) = stack.credentials(P);
     let response = http()
         .post(format!("{}/users", base(stack)))
         .basic_auth(user, Some(password))
-        .json(&body)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
         .send()
         .await
         .expect("request");
@@ -179,6 +185,22 @@ async fn unknown_ids_give_404_on_both_read_routes() {
     assert_eq!(status, 404);
 }
 
+async fn user_items(
+    stack: &LocalStack,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    stack
+        .items(&stack.table(P, "UsersTable"))
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("kind")
+                .and_then(|k| k.as_s().ok())
+                .map(String::as_str)
+                == Some("user")
+        })
+        .collect()
+}
+
 fn users_in(
     items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
 ) -> usize {
@@ -313,13 +335,19 @@ async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_us
     let message_id = answer["messageId"].as_str().expect("id").to_owned();
     let first = processed(&stack, &message_id).await;
 
-    // The same message again, as SQS redelivers it: same message id, same body.
+    // The same message again, as SQS redelivers it: same SQS message id, body and attributes.
+    let sqs_message_id = user_items(&stack).await[0]["sqsMessageId"]
+        .as_s()
+        .expect("sqsMessageId")
+        .clone();
     let lambda = stack.state["lambdaEndpoint"]
         .as_str()
         .expect("lambda endpoint")
         .to_owned();
-    let event = json!({"Records": [{"messageId": message_id, "receiptHandle": "redelivered", "body": body.to_string(),
-        "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}, "eventSource": "aws:sqs"}]});
+    let event = json!({"Records": [{"messageId": sqs_message_id, "receiptHandle": "redelivered", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "2"}, "eventSource": "aws:sqs",
+        "messageAttributes": {"requestId": {"stringValue": message_id, "dataType": "String",
+                                            "stringListValues": [], "binaryListValues": []}}}]});
     let response = http()
         .post(format!(
             "{lambda}/2015-03-31/functions/{}/invocations",
@@ -334,17 +362,7 @@ async fn a_redelivered_message_invoked_through_the_lambda_api_makes_no_second_us
     let answer: Value = response.json().await.expect("JSON");
     assert_eq!(answer["batchItemFailures"], json!([]));
 
-    let users: Vec<_> = stack
-        .items(&stack.table(P, "UsersTable"))
-        .await
-        .into_iter()
-        .filter(|i| {
-            i.get("kind")
-                .and_then(|k| k.as_s().ok())
-                .map(String::as_str)
-                == Some("user")
-        })
-        .collect();
+    let users = user_items(&stack).await;
     assert_eq!(users.len(), 1, "no second user");
     assert_eq!(
         users[0]["userId"].as_s().ok(),
@@ -461,4 +479,176 @@ async fn reads_whose_table_call_fails_get_a_5xx_never_a_404() {
             "{path}: {answer}"
         );
     }
+}
+
+/// Short receives so that a failing message reaches the dead-letter queue within seconds (the
+/// template is unchanged, as `sam deploy --parameter-overrides` would leave it).
+const FAIL_FAST: &str = "QueueVisibilityTimeout=1 ConsumerTimeout=1 MaxReceiveCount=2";
+
+/// Creates `table` again as `described` (keys, attribute definitions, indexes): the "fix".
+async fn recreate_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    described: &aws_sdk_dynamodb::types::TableDescription,
+) {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
+    let indexes = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            GlobalSecondaryIndex::builder()
+                .index_name(index.index_name().expect("index name"))
+                .set_key_schema(index.key_schema.clone())
+                .set_projection(index.projection.clone())
+                .build()
+                .expect("index")
+        })
+        .collect::<Vec<_>>();
+    dynamodb
+        .create_table()
+        .table_name(described.table_name().expect("name"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(described.attribute_definitions.clone())
+        .set_key_schema(described.key_schema.clone())
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await
+        .expect("recreate the table");
+}
+
+#[tokio::test]
+async fn a_create_dead_lettered_by_an_outage_resolves_under_its_original_id_after_a_fix_and_a_redrive()
+ {
+    let stack = LocalStack::start(P, FAIL_FAST).await;
+    let table = stack.table(P, "UsersTable");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let described = dynamodb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table");
+    // The outage: the table is gone, so every write fails and the message is dead-lettered.
+    dynamodb
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the table");
+    let (status, location, answer) = create(
+        &stack,
+        json!({"name": "Ada Redriven", "email": "redriven@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["messageId"].as_str().expect("messageId").to_owned();
+    assert_eq!(location, Some(format!("/v1/status/{id}")));
+
+    let dlq = stack.queue_url(P, "DeadLetterQueue");
+    testkit::eventually(
+        "the create in the dead-letter queue",
+        common::settle_after(Duration::from_secs(2)),
+        || async { (stack.queue_depth(&dlq).await == 1).then_some(()) },
+    )
+    .await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let dead = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .message_attribute_names("All")
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("receive");
+    let dead = &dead.messages()[0];
+    assert_eq!(
+        dead.message_attributes()
+            .and_then(|a| a.get("requestId"))
+            .and_then(|a| a.string_value()),
+        Some(id.as_str()),
+        "the id the client holds travels with the message"
+    );
+    let dead_message_id = dead.message_id().expect("message id").to_owned();
+
+    // The fix, then the redrive: the message comes back as a new message with a new id.
+    recreate_table(&dynamodb, &described).await;
+    let source = sqs_redrive::source_queue_of(&sqs, &dlq)
+        .await
+        .expect("source queue");
+    assert_eq!(source, stack.queue_url(P, "UserQueue"));
+    let moved = sqs_redrive::redrive(&sqs, &dlq, &source, None)
+        .await
+        .expect("redrive");
+    assert_eq!(moved, 1);
+
+    // The id the client was given resolves to the user.
+    let state = processed(&stack, &id).await;
+    assert_eq!(state["state"], "CREATED", "{state}");
+    let user_id = state["userId"].as_str().expect("userId").to_owned();
+    let (status, user) = get(&stack, &format!("/users/{user_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(user["email"], "redriven@example.com");
+    assert_eq!(user["messageId"], id.as_str());
+    let users = user_items(&stack).await;
+    assert_eq!(users.len(), 1);
+    assert_ne!(
+        users[0]["sqsMessageId"].as_s().ok(),
+        Some(&dead_message_id),
+        "the user was written from the redriven copy, a message with another id"
+    );
+    nothing_left_or_dead_lettered(&stack).await;
+}
+
+#[tokio::test]
+async fn bodies_the_model_accepts_all_reach_a_terminal_status_and_none_is_dead_lettered() {
+    let stack = LocalStack::start(P, FAIL_FAST).await;
+    let multibyte = json!({"name": "é".repeat(100),
+                           "email": format!("{}@example.com", "é".repeat(242)),
+                           "locale": "ü".repeat(35)})
+    .to_string();
+    // (body, the state it must end in); each is valid for the model, so each is accepted.
+    let cases = [
+        (
+            r#"{"name": "First", "email": "dup@example.com", "name": "Last"}"#,
+            "CREATED",
+        ),
+        (
+            r#"{"name": "\ud800", "email": "lone@example.com"}"#,
+            "INVALID",
+        ),
+        (multibyte.as_str(), "CREATED"),
+        (
+            r#"{"name": "   ", "email": "blank@example.com"}"#,
+            "CREATED",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (body, _) in &cases {
+        let (status, _, answer) = create_raw(&stack, body).await;
+        assert_eq!(status, 202, "the model accepts {body}: {answer}");
+        ids.push(answer["messageId"].as_str().expect("messageId").to_owned());
+    }
+    // Nothing loops and nothing is dead-lettered: with two receives of a second each, a refused
+    // record would be in the dead-letter queue by the time the queue drains.
+    nothing_left_or_dead_lettered(&stack).await;
+    for ((body, want), id) in cases.iter().zip(&ids) {
+        let state = processed(&stack, id).await;
+        assert_eq!(state["state"], *want, "{body}: {state}");
+    }
+    let duplicate = processed(&stack, &ids[0]).await;
+    let (_, user) = get(
+        &stack,
+        &format!("/users/{}", duplicate["userId"].as_str().expect("userId")),
+    )
+    .await;
+    assert_eq!(user["name"], "Last", "the last of duplicate keys wins");
+    let reasons: Vec<_> = stack
+        .items(&stack.table(P, "UsersTable"))
+        .await
+        .into_iter()
+        .filter_map(|i| i.get("reason").and_then(|r| r.as_s().ok()).cloned())
+        .collect();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("unpaired surrogate"), "{reasons:?}");
 }

@@ -77,7 +77,7 @@ async fn every_mapping_template_renders_to_json() {
     );
     let python = testkit::repo_root().join(".venv/bin/python");
     let helper = Helper::start(python.to_str().expect("path")).expect("helper");
-    let context = json!({"requestId": "req-1", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
+    let context = json!({"requestId": "req-1", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
                          "resourcePath": "/jobs/{jobId}", "identity": {"sourceIp": "127.0.0.1"}});
     let params = json!({"path": {"jobId": "job-\"1'"}, "querystring": {}, "header": {}});
     // Bodies a template may meet: a client request, an empty service answer, a full item.
@@ -115,4 +115,141 @@ async fn every_mapping_template_renders_to_json() {
             }
         }
     }
+}
+
+/// The user-api template of `what` (`"post /users request"`, `"get /status/{messageId} response"`).
+fn user_api_template(what: &str) -> String {
+    let found: Vec<String> = mapping_templates()
+        .into_iter()
+        .filter(|(at, _, _)| at.contains("patterns/user-api/") && at.contains(what))
+        .map(|(_, text, _)| text)
+        .collect();
+    assert_eq!(found.len(), 1, "one user-api template {what:?}");
+    found.into_iter().next().expect("template")
+}
+
+fn form_fields(form: &str) -> std::collections::BTreeMap<String, String> {
+    form.trim()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let decode = |s: &str| {
+                let s = s.replace('+', " ");
+                let mut out = Vec::new();
+                let bytes = s.as_bytes();
+                let mut i = 0;
+                while i < bytes.len() {
+                    if bytes[i] == b'%' {
+                        out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("hex"));
+                        i += 3;
+                    } else {
+                        out.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+                String::from_utf8(out).expect("utf-8")
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
+    let python = testkit::repo_root().join(".venv/bin/python");
+    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    // The extended request id API Gateway generates (base64): sent and answered URL-safe. The
+    // request id, which clients can override, is not used.
+    let context =
+        json!({"requestId": "client-chosen", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1"});
+    let params = json!({"path": {}, "querystring": {}, "header": {}});
+    let body = r#"{"name": "Ada & Co", "email": "ada@example.com"}"#;
+
+    let form = helper
+        .render(
+            &user_api_template("post /users request"),
+            body,
+            &params,
+            &context,
+        )
+        .await
+        .expect("request template")
+        .output;
+    let fields = form_fields(&form);
+    assert_eq!(fields["Action"], "SendMessage");
+    assert_eq!(fields["MessageBody"], body);
+    assert_eq!(fields["MessageAttribute.1.Name"], "requestId");
+    assert_eq!(fields["MessageAttribute.1.Value.DataType"], "String");
+    assert_eq!(
+        fields["MessageAttribute.1.Value.StringValue"],
+        "Ab-c_dEF9x8"
+    );
+
+    let response = user_api_template("post /users response default");
+    let sqs_answer = json!({"SendMessageResponse": {"SendMessageResult": {"MessageId": "sqs-id-changes-on-redrive"}}});
+    let accepted = helper
+        .render(&response, &sqs_answer.to_string(), &params, &context)
+        .await
+        .expect("response template");
+    let answer: Value = serde_json::from_str(&accepted.output).expect("JSON");
+    assert_eq!(answer, json!({"messageId": "Ab-c_dEF9x8"}));
+    assert_eq!(
+        accepted.status, None,
+        "202, as the integration response says"
+    );
+    assert_eq!(
+        accepted.headers,
+        [("Location".to_owned(), "/v1/status/Ab-c_dEF9x8".to_owned())]
+    );
+
+    // No message id: SQS queued nothing, so there is no id to hand out.
+    let refused = helper
+        .render(&response, "{}", &params, &context)
+        .await
+        .expect("response template");
+    assert_eq!(refused.status, Some(500));
+    assert!(refused.headers.is_empty());
+}
+
+#[tokio::test]
+async fn user_api_status_names_the_reason_when_the_index_has_it() {
+    let python = testkit::repo_root().join(".venv/bin/python");
+    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    let context = json!({"requestId": "r", "stage": "v1"});
+    let params = json!({"path": {"messageId": "req-1"}, "querystring": {}, "header": {}});
+    let template = user_api_template("get /status/{messageId} response default");
+    let render = |item: Value| {
+        let helper = &helper;
+        let template = &template;
+        let params = &params;
+        let context = &context;
+        async move {
+            let rendered = helper
+                .render(
+                    template,
+                    &json!({"Items": [item], "Count": 1}).to_string(),
+                    params,
+                    context,
+                )
+                .await
+                .expect("render");
+            serde_json::from_str::<Value>(&rendered.output).expect("JSON")
+        }
+    };
+    let invalid = render(json!({"userId": {"S": "message#req-1"}, "messageId": {"S": "req-1"}, "kind": {"S": "status"},
+                                "state": {"S": "INVALID"}, "reason": {"S": "name must be 1-100 characters"}}))
+    .await;
+    assert_eq!(
+        invalid,
+        json!({"messageId": "req-1", "userId": null, "state": "INVALID", "reason": "name must be 1-100 characters"})
+    );
+    let created = render(
+        json!({"userId": {"S": "u-1"}, "messageId": {"S": "req-1"}, "kind": {"S": "user"},
+                                "state": {"S": "CREATED"}}),
+    )
+    .await;
+    assert_eq!(
+        created,
+        json!({"messageId": "req-1", "userId": "u-1", "state": "CREATED", "reason": null})
+    );
 }

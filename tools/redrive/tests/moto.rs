@@ -102,3 +102,50 @@ async fn redrive_respects_max_and_refuses_a_queue_nobody_dead_letters_to() {
         .expect_err("no source queue");
     assert!(error.to_string().contains("pass --to"), "{error}");
 }
+
+#[tokio::test]
+async fn redrive_keeps_each_messages_attributes_and_gives_it_a_new_message_id() {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let sqs = aws_sdk_sqs::Client::new(&testkit::sdk_config().await);
+    let (dlq_url, dlq_arn) = queue(&sqs, "dlq", None).await;
+    let (source_url, _) = queue(&sqs, "source", Some(&dlq_arn)).await;
+    let attribute = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .expect("attribute")
+    };
+    let sent = sqs
+        .send_message()
+        .queue_url(&dlq_url)
+        .message_body("{}")
+        .message_attributes("requestId", attribute("req-1"))
+        .message_attributes("other", attribute("kept too"))
+        .send()
+        .await
+        .expect("send");
+
+    let moved = sqs_redrive::redrive(&sqs, &dlq_url, &source_url, None)
+        .await
+        .expect("redrive");
+    assert_eq!(moved, 1);
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&source_url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive");
+    let message = &received.messages()[0];
+    let attributes = message.message_attributes().expect("attributes");
+    assert_eq!(attributes["requestId"].string_value(), Some("req-1"));
+    assert_eq!(attributes["requestId"].data_type(), "String");
+    assert_eq!(attributes["other"].string_value(), Some("kept too"));
+    assert_ne!(
+        message.message_id(),
+        sent.message_id(),
+        "a redriven message is a new message: only its attributes can carry an id across"
+    );
+}

@@ -1,16 +1,22 @@
-//! user-api consumer: turns queued "create user" requests into users, exactly once.
+//! user-api consumer: turns queued "create user" requests into users, exactly once, and gives
+//! every request a terminal status the client can poll.
 //!
-//! - The user id is derived from the SQS message id (a UUID v5), so a redelivered message creates
-//!   the same user again, which the conditional write turns into a no-op: never a second user.
-//! - An email is unique: the user and an email claim are written in one DynamoDB transaction; if
-//!   another user holds the email, no user is created and the message's status says
-//!   `EMAIL_TAKEN`.
-//! - Fields are validated again (the API validated them too); an invalid request gets the status
-//!   `INVALID` rather than a retry that could never succeed. A body that is not JSON is a failure
-//!   of that record only: after `maxReceiveCount` receives it waits in the dead-letter queue.
-//!
-//! Every item carries the message id, so the table's `byMessageId` index answers
-//! `GET /status/{messageId}` with the user id and state.
+//! - **The request id.** The API's mapping template sends an id API Gateway generates
+//!   (`$context.extendedRequestId`, made URL-safe) with each message, as the String message
+//!   attribute `requestId`, and answers the client with it.
+//!   Everything the consumer records is keyed on it: the user id is a UUID v5 of it, and the
+//!   item's `messageId` attribute (the key of the `byMessageId` index behind
+//!   `GET /status/{messageId}`) holds it. Unlike SQS's MessageId, it survives a redrive: a
+//!   redriven message is a new message with a new MessageId, but the same body and attributes.
+//!   A message without the attribute (sent by another producer) falls back to its MessageId.
+//! - **Exactly one user.** A redelivered or redriven message derives the same user id again,
+//!   which the conditional write turns into a no-op: never a second user.
+//! - **Unique emails.** The user and an email claim are written in one DynamoDB transaction; if
+//!   another user holds the email, no user is created and the status says `EMAIL_TAKEN`.
+//! - **A terminal answer for every body.** The body is read as the API's model reads it
+//!   ([`request`]); whatever cannot become a user gets the status `INVALID` with its reason.
+//!   Only a failure to write the table (after the retries of [`Backoff`]) is reported for
+//!   redelivery, so only an outage can lead a message to the dead-letter queue.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,66 +26,45 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use batch_consumer::{BatchError, process_sqs_batch};
 use dynamo_writer::{Backoff, CallFailed};
 use futures::future::BoxFuture;
-use serde::Deserialize;
 
 /// Partition key of the users table.
 pub const KEY_ATTRIBUTE: &str = "userId";
-/// Namespace of the user ids derived from message ids.
+/// The message attribute carrying the request id (set by the `POST /users` mapping template).
+pub const REQUEST_ID_ATTRIBUTE: &str = "requestId";
+/// Namespace of the user ids derived from request ids.
 pub const USER_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f1d_2c3b_4a59_4687_9a8b_7c6d_5e4f_3a2b);
 
-/// What a create request carries.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewUser {
-    /// Display name.
-    pub name: String,
-    /// Email address (unique, compared case-insensitively).
-    pub email: String,
-    /// Optional BCP 47 locale.
-    #[serde(default)]
-    pub locale: Option<String>,
+pub mod request;
+
+pub use request::{Invalid, NewUser};
+
+/// The user id a request creates: the same for every delivery of it, redriven ones included.
+pub fn user_id_for(request_id: &str) -> String {
+    uuid::Uuid::new_v5(&USER_ID_NAMESPACE, request_id.as_bytes()).to_string()
 }
 
-impl NewUser {
-    /// Validates the request again; `Err` says why it can never succeed.
-    pub fn validate(&self) -> Result<(), String> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err("name must be 1-100 characters".into());
-        }
-        let email = self.email.trim();
-        let valid_email = email.len() <= 254
-            && !email.contains(char::is_whitespace)
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains('@')
-            });
-        if !valid_email {
-            return Err("email is not a valid address".into());
-        }
-        if self
-            .locale
-            .as_ref()
-            .is_some_and(|l| l.is_empty() || l.len() > 35)
-        {
-            return Err("locale must be 1-35 characters".into());
-        }
-        Ok(())
-    }
-
-    /// The email as compared for uniqueness.
-    pub fn normalized_email(&self) -> String {
-        self.email.trim().to_lowercase()
-    }
+/// The request id a record carries in its `requestId` attribute (a `String`, or a `String.*`
+/// custom type), if any.
+pub fn request_id_attribute(record: &SqsMessage) -> Option<&str> {
+    let attribute = record.message_attributes.get(REQUEST_ID_ATTRIBUTE)?;
+    let is_string = attribute
+        .data_type
+        .as_deref()
+        .is_some_and(|t| t == "String" || t.starts_with("String."));
+    attribute
+        .string_value
+        .as_deref()
+        .filter(|id| is_string && !id.is_empty())
 }
 
-/// The user id a message creates: the same for every delivery of that message.
-pub fn user_id_for(message_id: &str) -> String {
-    uuid::Uuid::new_v5(&USER_ID_NAMESPACE, message_id.as_bytes()).to_string()
+/// The ids of one delivery of a create request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    /// The id the client polls: the `requestId` attribute, else the SQS message id.
+    pub request_id: &'a str,
+    /// SQS's id of this delivery's message (a redrive changes it); kept for tracing.
+    pub message_id: &'a str,
 }
 
 /// What a create did.
@@ -100,17 +85,17 @@ pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// The users table.
 pub trait UserStore: Send + Sync {
-    /// Creates the user `user_id` for message `message_id` unless it exists or the email is taken.
+    /// Creates the user `user_id` for `delivery` unless it exists or the email is taken.
     fn create<'a>(
         &'a self,
         user_id: &'a str,
-        message_id: &'a str,
+        delivery: Delivery<'a>,
         user: &'a NewUser,
     ) -> BoxFuture<'a, Result<Created, StoreError>>;
-    /// Records the state of a message that created no user.
+    /// Records the state of a request that created no user (the first state recorded stays).
     fn record_status<'a>(
         &'a self,
-        message_id: &'a str,
+        delivery: Delivery<'a>,
         state: &'a str,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -157,7 +142,7 @@ impl UserStore for DynamoDbUsers {
     fn create<'a>(
         &'a self,
         user_id: &'a str,
-        message_id: &'a str,
+        delivery: Delivery<'a>,
         user: &'a NewUser,
     ) -> BoxFuture<'a, Result<Created, StoreError>> {
         Box::pin(async move {
@@ -166,9 +151,11 @@ impl UserStore for DynamoDbUsers {
             let mut item = std::collections::HashMap::from([
                 (KEY_ATTRIBUTE.to_owned(), s(user_id)),
                 ("kind".to_owned(), s("user")),
-                ("messageId".to_owned(), s(message_id)),
+                // The index key: the id the client polls (see the module's documentation).
+                ("messageId".to_owned(), s(delivery.request_id)),
+                ("sqsMessageId".to_owned(), s(delivery.message_id)),
                 ("state".to_owned(), s("CREATED")),
-                ("name".to_owned(), s(user.name.trim())),
+                ("name".to_owned(), s(&user.name)),
                 ("email".to_owned(), s(&email)),
                 ("createdAt".to_owned(), AttributeValue::N(now.clone())),
             ]);
@@ -238,7 +225,7 @@ impl UserStore for DynamoDbUsers {
 
     fn record_status<'a>(
         &'a self,
-        message_id: &'a str,
+        delivery: Delivery<'a>,
         state: &'a str,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -247,9 +234,13 @@ impl UserStore for DynamoDbUsers {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item(KEY_ATTRIBUTE, s(&format!("message#{message_id}")))
+                .item(
+                    KEY_ATTRIBUTE,
+                    s(&format!("message#{}", delivery.request_id)),
+                )
                 .item("kind", s("status"))
-                .item("messageId", s(message_id))
+                .item("messageId", s(delivery.request_id))
+                .item("sqsMessageId", s(delivery.message_id))
                 .item("state", s(state))
                 .item("reason", s(reason))
                 .item("recordedAt", AttributeValue::N(now_millis()))
@@ -271,12 +262,10 @@ impl UserStore for DynamoDbUsers {
 /// Settings of the consumer, read once at start-up: its table.
 pub use dynamo_writer::{MissingVariable as ConfigError, TableConfig as Config};
 
-/// Why one record failed (it is retried, then dead-lettered).
+/// Why one record failed (it is retried, then dead-lettered): never its content, which has a
+/// terminal answer whatever it is, only the table.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// The body is not a JSON object with the expected fields.
-    #[error("body is not a create-user request")]
-    NotARequest(#[source] serde_json::Error),
     /// The record has no message id.
     #[error("record has no message id")]
     NoMessageId,
@@ -320,28 +309,47 @@ impl Consumer {
     }
 
     async fn create(&self, record: SqsMessage) -> Result<(), RecordError> {
-        let message_id = record.message_id.clone().ok_or(RecordError::NoMessageId)?;
-        let user: NewUser = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-            .map_err(RecordError::NotARequest)?;
-        if let Err(reason) = user.validate() {
-            tracing::info!(message_id = %message_id, reason = %reason, "invalid request; status recorded");
-            return Ok(self
-                .store
-                .record_status(&message_id, "INVALID", &reason)
-                .await?);
-        }
-        let user_id = user_id_for(&message_id);
-        match self.store.create(&user_id, &message_id, &user).await? {
+        let message_id = record
+            .message_id
+            .as_deref()
+            .ok_or(RecordError::NoMessageId)?;
+        let request_id = match request_id_attribute(&record) {
+            Some(id) => id,
+            None => {
+                tracing::warn!(
+                    message_id = %message_id,
+                    "no requestId attribute; keyed on the message id, which a redrive changes"
+                );
+                message_id
+            }
+        };
+        let delivery = Delivery {
+            request_id,
+            message_id,
+        };
+        let user = match NewUser::parse(record.body.as_deref().unwrap_or_default()) {
+            Ok(user) => user,
+            Err(invalid) => {
+                tracing::info!(request_id = %request_id, message_id = %message_id, reason = %invalid, "invalid request; status recorded");
+                let reason = invalid.to_string();
+                return Ok(self
+                    .store
+                    .record_status(delivery, "INVALID", &reason)
+                    .await?);
+            }
+        };
+        let user_id = user_id_for(request_id);
+        match self.store.create(&user_id, delivery, &user).await? {
             Created::New => {
-                tracing::info!(message_id = %message_id, user_id = %user_id, "user created")
+                tracing::info!(request_id = %request_id, message_id = %message_id, user_id = %user_id, "user created")
             }
             Created::Again => {
-                tracing::info!(message_id = %message_id, user_id = %user_id, "redelivery; user already created")
+                tracing::info!(request_id = %request_id, message_id = %message_id, user_id = %user_id, "delivered again; user already created")
             }
             Created::EmailTaken => {
-                tracing::info!(message_id = %message_id, "email already taken; no user created");
+                tracing::info!(request_id = %request_id, message_id = %message_id, "email already taken; no user created");
                 self.store
-                    .record_status(&message_id, "EMAIL_TAKEN", "another user has this email")
+                    .record_status(delivery, "EMAIL_TAKEN", "another user has this email")
                     .await?;
             }
         }
@@ -352,36 +360,222 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn user(name: &str, email: &str) -> NewUser {
-        NewUser {
-            name: name.into(),
-            email: email.into(),
-            locale: None,
+    /// The users table in memory: users by id (with the request id that made them), email
+    /// claims, statuses by request id. `down` makes every call fail, as an outage does.
+    #[derive(Default)]
+    struct Memory {
+        users: Mutex<HashMap<String, (String, NewUser)>>,
+        claims: Mutex<HashMap<String, String>>,
+        statuses: Mutex<HashMap<String, (String, String)>>,
+        down: AtomicBool,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("table unreachable")]
+    struct Down;
+
+    impl UserStore for Memory {
+        fn create<'a>(
+            &'a self,
+            user_id: &'a str,
+            delivery: Delivery<'a>,
+            user: &'a NewUser,
+        ) -> BoxFuture<'a, Result<Created, StoreError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(StoreError(Box::new(Down)));
+                }
+                let mut users = self.users.lock().expect("lock");
+                if users.contains_key(user_id) {
+                    return Ok(Created::Again);
+                }
+                let mut claims = self.claims.lock().expect("lock");
+                let email = user.normalized_email();
+                if claims.get(&email).is_some_and(|owner| owner != user_id) {
+                    return Ok(Created::EmailTaken);
+                }
+                claims.insert(email, user_id.to_owned());
+                users.insert(
+                    user_id.to_owned(),
+                    (delivery.request_id.to_owned(), user.clone()),
+                );
+                Ok(Created::New)
+            })
+        }
+
+        fn record_status<'a>(
+            &'a self,
+            delivery: Delivery<'a>,
+            state: &'a str,
+            reason: &'a str,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(StoreError(Box::new(Down)));
+                }
+                self.statuses
+                    .lock()
+                    .expect("lock")
+                    .entry(delivery.request_id.to_owned())
+                    .or_insert((state.to_owned(), reason.to_owned()));
+                Ok(())
+            })
         }
     }
 
-    #[test]
-    fn user_ids_are_stable_per_message() {
-        assert_eq!(user_id_for("m-1"), user_id_for("m-1"));
-        assert_ne!(user_id_for("m-1"), user_id_for("m-2"));
+    /// Records of (message id, request id attribute, body).
+    fn batch(records: &[(&str, Option<&str>, &str)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, request_id, body)| {
+                let attributes = match request_id {
+                    Some(r) => {
+                        serde_json::json!({"requestId": {"stringValue": r, "dataType": "String",
+                        "stringListValues": [], "binaryListValues": []}})
+                    }
+                    None => serde_json::json!({}),
+                };
+                serde_json::json!({"messageId": id, "body": body, "messageAttributes": attributes})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).expect("event")
     }
 
+    fn consumer() -> (Arc<Memory>, Consumer) {
+        let memory = Arc::new(Memory::default());
+        (memory.clone(), Consumer::new(memory))
+    }
+
+    fn failed(answer: &SqsBatchResponse) -> Vec<&str> {
+        answer
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    const ADA: &str = r#"{"name":"Ada","email":"ada@example.com"}"#;
+
     #[test]
-    fn requests_are_validated_again() {
-        assert!(user("Ada", "ada@example.com").validate().is_ok());
-        for bad in [
-            user("", "a@b.co"),
-            user("Ada", "nope"),
-            user("Ada", "a b@c.de"),
-            user("Ada", "a@b"),
-            user(&"x".repeat(101), "a@b.co"),
-        ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            user("A", " Ada@Example.COM ").normalized_email(),
-            "ada@example.com"
+    fn user_ids_are_stable_per_request() {
+        assert_eq!(user_id_for("r-1"), user_id_for("r-1"));
+        assert_ne!(user_id_for("r-1"), user_id_for("r-2"));
+    }
+
+    #[tokio::test]
+    async fn the_request_id_attribute_keys_the_user_and_a_redriven_copy_finds_the_same_user() {
+        let (memory, consumer) = consumer();
+        let answer = consumer
+            .handle(batch(&[("m-1", Some("req-1"), ADA)]))
+            .await
+            .expect("answered");
+        assert!(answer.batch_item_failures.is_empty());
+        // Redriven: a new message id, the same body and attributes.
+        let answer = consumer
+            .handle(batch(&[("m-2-after-redrive", Some("req-1"), ADA)]))
+            .await
+            .expect("answered");
+        assert!(answer.batch_item_failures.is_empty());
+        let users = memory.users.lock().expect("lock");
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[&user_id_for("req-1")].0, "req-1");
+        assert!(
+            memory.statuses.lock().expect("lock").is_empty(),
+            "a redriven copy is not an email conflict"
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_without_the_attribute_is_keyed_on_its_message_id() {
+        let (memory, consumer) = consumer();
+        let mut event = batch(&[("m-1", None, ADA), ("m-2", Some("req-2"), ADA)]);
+        // An attribute of another type, or empty, is no request id either.
+        let mut numeric = event.records[1].message_attributes["requestId"].clone();
+        numeric.data_type = Some("Number".into());
+        event.records[1]
+            .message_attributes
+            .insert("requestId".into(), numeric);
+        consumer.handle(event).await.expect("answered");
+        assert!(
+            memory
+                .users
+                .lock()
+                .expect("lock")
+                .contains_key(&user_id_for("m-1"))
+        );
+        assert_eq!(
+            memory.statuses.lock().expect("lock")["m-2"].0,
+            "EMAIL_TAKEN"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_body_that_can_become_no_user_gets_a_terminal_invalid_status_and_no_retry() {
+        let (memory, consumer) = consumer();
+        let bodies = [
+            "this is not JSON",
+            r#"{"name": "\ud800", "email": "lone@example.com"}"#,
+            r#"{"name": "Ada"}"#,
+            "[]",
+            "",
+        ];
+        let records: Vec<(String, String)> = (0..bodies.len())
+            .map(|i| (format!("m-{i}"), format!("req-{i}")))
+            .collect();
+        let event = batch(
+            &records
+                .iter()
+                .zip(bodies)
+                .map(|((m, r), body)| (m.as_str(), Some(r.as_str()), body))
+                .collect::<Vec<_>>(),
+        );
+        let answer = consumer.handle(event).await.expect("answered");
+        assert!(failed(&answer).is_empty(), "{:?}", failed(&answer));
+        let statuses = memory.statuses.lock().expect("lock");
+        assert_eq!(statuses.len(), bodies.len());
+        assert!(statuses.values().all(|(state, _)| state == "INVALID"));
+        assert_eq!(statuses["req-0"].1, "the body is not JSON");
+        assert!(statuses["req-1"].1.contains("unpaired surrogate"));
+        assert_eq!(statuses["req-2"].1, "email is required");
+        assert!(memory.users.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn bodies_the_model_accepts_become_users() {
+        let (memory, consumer) = consumer();
+        let long_email = format!("{}@example.com", "é".repeat(242));
+        let bodies = [
+            r#"{"name": "First", "email": "dup@example.com", "name": "Last"}"#.to_owned(),
+            serde_json::json!({"name": "ü".repeat(100), "email": long_email, "locale": "ü".repeat(35)})
+                .to_string(),
+        ];
+        let event = batch(&[
+            ("m-1", Some("req-1"), bodies[0].as_str()),
+            ("m-2", Some("req-2"), bodies[1].as_str()),
+        ]);
+        let answer = consumer.handle(event).await.expect("answered");
+        assert!(answer.batch_item_failures.is_empty());
+        let users = memory.users.lock().expect("lock");
+        assert_eq!(users[&user_id_for("req-1")].1.name, "Last");
+        assert_eq!(users[&user_id_for("req-2")].1.email, long_email);
+        assert!(memory.statuses.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_a_table_that_cannot_be_written_reports_the_record_for_redelivery() {
+        let (memory, consumer) = consumer();
+        memory.down.store(true, Ordering::SeqCst);
+        let answer = consumer
+            .handle(batch(&[
+                ("m-1", Some("req-1"), ADA),
+                ("m-2", Some("req-2"), "not JSON"),
+            ]))
+            .await
+            .expect("answered");
+        assert_eq!(failed(&answer), ["m-1", "m-2"]);
     }
 }

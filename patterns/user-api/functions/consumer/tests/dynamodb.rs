@@ -29,6 +29,17 @@ fn batch(records: &[(&str, &str)]) -> SqsEvent {
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("event")
 }
 
+/// One record as the API sends it: the request id in the `requestId` message attribute.
+fn from_api(message_id: &str, request_id: &str, body: &str) -> SqsEvent {
+    serde_json::from_value(serde_json::json!({"Records": [{
+        "messageId": message_id,
+        "body": body,
+        "messageAttributes": {"requestId": {"stringValue": request_id, "dataType": "String",
+                                            "stringListValues": [], "binaryListValues": []}},
+    }]}))
+    .expect("event")
+}
+
 async fn kinds(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -70,6 +81,90 @@ async fn a_redelivered_message_creates_no_second_user() {
     assert!(
         kinds(&client, &table, "status").await.is_empty(),
         "a redelivery is not an email conflict"
+    );
+}
+
+#[tokio::test]
+async fn items_are_keyed_on_the_request_id_so_a_redriven_message_finds_its_user() {
+    let (client, table, consumer) = setup().await;
+    let body = r#"{"name":"Ada","email":"ada@example.com"}"#;
+    let answer = consumer
+        .handle(from_api("sqs-1", "req-1", body))
+        .await
+        .expect("answered");
+    assert!(answer.batch_item_failures.is_empty());
+    // A redrive sends the message again: new message id, same body and attributes.
+    let answer = consumer
+        .handle(from_api("sqs-2-redriven", "req-1", body))
+        .await
+        .expect("answered");
+    assert!(answer.batch_item_failures.is_empty());
+    let users = kinds(&client, &table, "user").await;
+    assert_eq!(users.len(), 1, "no second user");
+    let user = &users[0];
+    assert_eq!(user[KEY_ATTRIBUTE], AttributeValue::S(user_id_for("req-1")));
+    assert_eq!(user["messageId"], AttributeValue::S("req-1".into()));
+    assert_eq!(user["sqsMessageId"], AttributeValue::S("sqs-1".into()));
+    assert!(kinds(&client, &table, "status").await.is_empty());
+
+    consumer
+        .handle(from_api("sqs-3", "req-2", "not JSON"))
+        .await
+        .expect("answered");
+    let statuses = kinds(&client, &table, "status").await;
+    assert_eq!(
+        statuses[0][KEY_ATTRIBUTE],
+        AttributeValue::S("message#req-2".into())
+    );
+    assert_eq!(statuses[0]["messageId"], AttributeValue::S("req-2".into()));
+    assert_eq!(
+        statuses[0]["sqsMessageId"],
+        AttributeValue::S("sqs-3".into())
+    );
+}
+
+#[tokio::test]
+async fn bodies_the_model_accepts_end_in_a_user_or_an_invalid_status_never_a_retry() {
+    let (client, table, consumer) = setup().await;
+    let records = [
+        // Duplicate keys: the last value wins, as in the API's validator.
+        (
+            "m-1",
+            r#"{"name":"First","email":"dup@example.com","name":"Last"}"#.to_owned(),
+        ),
+        // 100, 254 and 35 characters, more bytes than that.
+        (
+            "m-2",
+            serde_json::json!({"name": "é".repeat(100),
+                               "email": format!("{}@example.com", "é".repeat(242)),
+                               "locale": "ü".repeat(35)})
+            .to_string(),
+        ),
+        // An unpaired surrogate: a string for the model, no character for DynamoDB.
+        (
+            "m-3",
+            r#"{"name":"\ud800","email":"lone@example.com"}"#.to_owned(),
+        ),
+    ];
+    let refs: Vec<(&str, &str)> = records.iter().map(|(m, b)| (*m, b.as_str())).collect();
+    let answer = consumer.handle(batch(&refs)).await.expect("answered");
+    assert!(answer.batch_item_failures.is_empty(), "nothing is retried");
+    let mut names: Vec<String> = kinds(&client, &table, "user")
+        .await
+        .iter()
+        .map(|u| u["name"].as_s().expect("name").clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Last".to_owned(), "é".repeat(100)]);
+    let statuses = kinds(&client, &table, "status").await;
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["messageId"], AttributeValue::S("m-3".into()));
+    assert_eq!(statuses[0]["state"], AttributeValue::S("INVALID".into()));
+    assert!(
+        statuses[0]["reason"]
+            .as_s()
+            .expect("reason")
+            .contains("unpaired surrogate")
     );
 }
 
