@@ -298,8 +298,12 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     .expect("config");
                     let request =
                         serde_json::from_value(event).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                    let invocation = async_invoke_processor::Invocation {
+                        request_id: "sample-invocation".into(),
+                        deadline: None,
+                    };
                     async_invoke_processor::Processor::from_config(&config, dynamodb.clone())
-                        .handle(request)
+                        .handle(request, &invocation)
                         .await
                         .unwrap_or_else(|e| panic!("{relative}: {e}"));
                 } else {

@@ -1,14 +1,18 @@
 //! async-invoke error handler: records a job as `FAILED` with its parameters and the error.
 //!
 //! It is the processor's on-failure destination, so it receives Lambda's destination record:
-//! `requestContext` (condition, approximate invoke count), `requestPayload` (the job request) and
-//! `responsePayload` (`errorMessage`, `errorType`). If it cannot record the failure, it fails
-//! itself, and its own on-failure destination (an EventBridge bus with an archive) keeps the event
-//! for replay.
+//! `requestContext` (request id, condition, approximate invoke count), `requestPayload` (the job
+//! request) and `responsePayload` (`errorMessage`, `errorType`). If it cannot record the failure,
+//! it fails itself, and its own on-failure destination (an EventBridge bus with an archive) keeps
+//! the event for replay.
+//!
+//! A failure is not recorded over a success, nor over a job another run holds under a live lease
+//! (that run will record its own outcome); a lease held under the record's own request id is the
+//! failed invocation's, and an expired or released lease is nobody's.
 
 use std::sync::Arc;
 
-use async_invoke_jobs::{DynamoDbJobs, Failure, JobRequest, JobStore, StoreError};
+use async_invoke_jobs::{DynamoDbJobs, Failure, JobRequest, JobStore, StoreError, Transition};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +23,9 @@ pub use dynamo_writer::{MissingVariable as ConfigError, TableConfig as Config};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContext {
+    /// The failed invocation's request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// `RetriesExhausted` or `EventAgeExceeded`.
     #[serde(default)]
     pub condition: String,
@@ -101,6 +108,11 @@ impl DestinationRecord {
             error_type: field("errorType"),
             attempts: self.request_context.approximate_invoke_count,
             condition: self.request_context.condition.clone(),
+            request_id: self
+                .request_context
+                .request_id
+                .clone()
+                .filter(|id| !id.is_empty()),
         }
     }
 }
@@ -164,14 +176,28 @@ impl ErrorHandler {
                     "jobs table write failed"
                 );
             })?;
-        tracing::info!(
-            job_id = %record.request_payload.job_id,
-            condition = %failure.condition,
-            attempts = failure.attempts,
-            transition = ?transition,
-            "job failure recorded"
-        );
-        Ok(json!({ "jobId": record.request_payload.job_id, "status": "FAILED" }))
+        let job_id = &record.request_payload.job_id;
+        let request_id = failure.request_id.as_deref().unwrap_or_default();
+        match transition {
+            Transition::Applied => {
+                tracing::info!(
+                    job_id = %job_id,
+                    request_id,
+                    condition = %failure.condition,
+                    attempts = failure.attempts,
+                    "job failure recorded"
+                );
+                Ok(json!({ "jobId": job_id, "status": "FAILED" }))
+            }
+            Transition::Skipped => {
+                tracing::info!(
+                    job_id = %job_id,
+                    request_id,
+                    "job succeeded or is held by another live run; failure not recorded"
+                );
+                Ok(json!({ "jobId": job_id, "skipped": true }))
+            }
+        }
     }
 }
 
@@ -180,7 +206,7 @@ mod tests {
     use super::*;
 
     fn record() -> Value {
-        json!({"version": "1.0", "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        json!({"version": "1.0", "requestContext": {"requestId": "inv-1", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
                "requestPayload": {"jobId": "j1", "parameters": {"seconds": 1}},
                "responsePayload": {"errorMessage": "job failed: boom", "errorType": "JobError"}})
     }
@@ -191,6 +217,7 @@ mod tests {
         assert_eq!(direct.request_payload.job_id, "j1");
         assert_eq!(direct.failure().attempts, 3);
         assert_eq!(direct.failure().message, "job failed: boom");
+        assert_eq!(direct.failure().request_id.as_deref(), Some("inv-1"));
         let replayed = json!({"detail-type": "Lambda Function Invocation Result - Failure", "source": "lambda",
                               "replay-name": "r1", "detail": {"requestPayload": record()}});
         let unwrapped = DestinationRecord::from_event(replayed).expect("record");
@@ -221,6 +248,11 @@ mod tests {
                 unwrapped.failure().message,
                 "job failed: boom",
                 "the processor's error, not the handler's"
+            );
+            assert_eq!(
+                unwrapped.failure().request_id.as_deref(),
+                Some("inv-1"),
+                "the processor's invocation, not the handler's"
             );
         }
     }
