@@ -6,8 +6,12 @@
 //! - [`Replay::Consumer`] (default) runs them through the consumer's own code with their
 //!   **original** sequence numbers, so its ordering guard still holds: a recovered record never
 //!   overwrites a newer one applied meanwhile;
-//! - [`Replay::Stream`] puts them back on the stream (new sequence numbers, processed again by the
-//!   deployed consumer).
+//! - [`Replay::Stream`] puts them back on the stream, processed again by the deployed consumer.
+//!   Kinesis gives each put a new, higher sequence number, so every record goes back inside a
+//!   replay envelope (`kinesis_stream_consumer::replay`) that carries its original sequence
+//!   number; the consumer guards the write with that one, so here too a recovered record never
+//!   overwrites a newer update of its key. A record that is already an envelope (a replay that
+//!   failed again) is put back as it is, still naming the first original.
 //!
 //! A message is deleted once all its records are recovered; when some have expired (retention
 //! passed) or still fail, it stays, and the report says so.
@@ -16,6 +20,7 @@ use anyhow::{Context as _, Result, anyhow};
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use base64::Engine as _;
 use batch_consumer::kinesis::{KinesisData, KinesisEvent, KinesisEventRecord, SequenceNumber};
+use kinesis_stream_consumer::replay::Replayed;
 use serde::Deserialize;
 
 /// Where recovered records go.
@@ -23,7 +28,8 @@ use serde::Deserialize;
 pub enum Replay {
     /// Through the consumer's code, with the original sequence numbers.
     Consumer,
-    /// Back onto the stream.
+    /// Back onto the stream, each record in a replay envelope naming its original sequence
+    /// number.
     Stream,
     /// Nowhere: only report what could be recovered.
     DryRun,
@@ -155,16 +161,24 @@ impl Recovery {
             Replay::DryRun => Ok(0),
             Replay::Stream => {
                 let name = stream_name(&batch.stream_arn)?;
+                let mut too_large = 0;
                 for record in records {
+                    let data = stream_replay(&batch.shard_id, record);
+                    if data.len() + record.partition_key().map_or(0, str::len) > MAX_RECORD_BYTES {
+                        // It cannot go back on the stream with its envelope: recover it through
+                        // the consumer (`--replay consumer`) instead.
+                        too_large += 1;
+                        continue;
+                    }
                     self.kinesis
                         .put_record()
                         .stream_name(name)
                         .set_partition_key(record.partition_key().map(str::to_owned))
-                        .data(record.data().clone())
+                        .data(aws_sdk_kinesis::primitives::Blob::new(data))
                         .send()
                         .await?;
                 }
-                Ok(0)
+                Ok(too_large)
             }
             Replay::Consumer => {
                 let consumer = self
@@ -182,9 +196,7 @@ impl Recovery {
                                 sequence_number: r.sequence_number().to_owned(),
                                 data: base64::engine::general_purpose::STANDARD
                                     .encode(r.data().as_ref()),
-                                approximate_arrival_timestamp: r
-                                    .approximate_arrival_timestamp()
-                                    .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9),
+                                approximate_arrival_timestamp: arrival_seconds(r),
                             },
                         })
                         .collect(),
@@ -210,6 +222,31 @@ impl Recovery {
             }
         }
     }
+}
+
+/// Largest record Kinesis accepts by default: data plus partition key, 1 MiB.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+fn arrival_seconds(record: &Record) -> Option<f64> {
+    record
+        .approximate_arrival_timestamp()
+        .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9)
+}
+
+/// The data [`Replay::Stream`] puts back for `record` of `shard_id`: the record in a replay
+/// envelope naming its original sequence number, or, if it is a replay already, as it is.
+pub fn stream_replay(shard_id: &str, record: &Record) -> Vec<u8> {
+    let data = record.data().as_ref();
+    if let Some(Ok(_)) = Replayed::from_bytes(data) {
+        return data.to_vec();
+    }
+    Replayed::new(
+        record.sequence_number(),
+        Some(shard_id),
+        arrival_seconds(record),
+        data,
+    )
+    .to_bytes()
 }
 
 /// Processes up to `max` failure messages from `queue_url`.
@@ -277,5 +314,28 @@ mod tests {
         );
         assert_eq!(stream_name(&batch.stream_arn).expect("arn"), "s-events");
         assert!(parse_failure(r#"{"something":"else"}"#).is_err());
+    }
+
+    fn stream_record(sequence: &str, data: &[u8]) -> Record {
+        Record::builder()
+            .sequence_number(sequence)
+            .partition_key("k")
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .build()
+            .expect("record")
+    }
+
+    #[test]
+    fn a_record_goes_back_on_the_stream_inside_an_envelope_naming_its_sequence_number() {
+        let data = stream_replay("shardId-000000000001", &stream_record("41", br#"{"v":1}"#));
+        let envelope = Replayed::from_bytes(&data)
+            .expect("an envelope")
+            .expect("valid");
+        assert_eq!(envelope.sequence_number, "41");
+        assert_eq!(envelope.shard_id.as_deref(), Some("shardId-000000000001"));
+        assert_eq!(envelope.payload, Some(serde_json::json!({"v": 1})));
+        // A replay that failed again keeps naming the first original.
+        let again = stream_replay("shardId-000000000001", &stream_record("77", &data));
+        assert_eq!(again, data);
     }
 }
