@@ -1,8 +1,14 @@
 //! Recovery of failed Kinesis batches.
 //!
-//! The on-failure destination of a Kinesis event source mapping receives metadata only (shard,
-//! sequence range, reason), never the records. [`recover`] reads those messages, fetches the
-//! referenced records back from the stream while it still retains them, and replays them:
+//! The on-failure destination of a Kinesis event source mapping receives, from an SQS queue or an
+//! SNS topic, metadata only (shard, sequence range, reason), never the records. [`recover`] reads
+//! those messages, fetches the referenced records back from the stream while it still retains
+//! them, and replays them. An Amazon S3 on-failure destination also receives the records: Lambda
+//! writes one object per failed batch whose `payload` is the original invocation record (the
+//! event, as an escaped JSON string). [`recover_file`] replays such an object from a local file,
+//! without the stream, so a batch outlives the stream's retention.
+//!
+//! Replays:
 //! - [`Replay::Consumer`] (default) runs them through the consumer's own code with their
 //!   **original** sequence numbers, so its ordering guard still holds: a recovered record never
 //!   overwrites a newer one applied meanwhile;
@@ -13,8 +19,10 @@
 //!   overwrites a newer update of its key. A record that is already an envelope (a replay that
 //!   failed again) is put back as it is, still naming the first original.
 //!
-//! A message is deleted once all its records are recovered; when some have expired (retention
-//! passed) or still fail, it stays, and the report says so.
+//! A queue message is deleted once all its records are recovered; when some have expired
+//! (retention passed) or still fail, it stays, and the report says so. A file is never changed.
+
+use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
@@ -22,6 +30,7 @@ use base64::Engine as _;
 use batch_consumer::kinesis::{KinesisData, KinesisEvent, KinesisEventRecord, SequenceNumber};
 use kinesis_stream_consumer::replay::Replayed;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Where recovered records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +64,9 @@ pub struct BatchInfo {
 struct FailureRecord {
     #[serde(rename = "KinesisBatchInfo")]
     batch: BatchInfo,
+    /// Only in an S3 destination's object: the original invocation record.
+    #[serde(default)]
+    payload: Option<Value>,
 }
 
 /// Parses one on-failure destination message.
@@ -64,7 +76,43 @@ pub fn parse_failure(body: &str) -> Result<BatchInfo> {
         .batch)
 }
 
-/// What happened to one failure message.
+/// An on-failure record as an Amazon S3 destination keeps it: the metadata, and the records.
+#[derive(Debug, Clone)]
+pub struct FailureObject {
+    /// The metadata (`KinesisBatchInfo`).
+    pub batch: BatchInfo,
+    /// The records of the failed invocation, from `payload`; `None` when the object has none
+    /// (then they can only be fetched back from the stream).
+    pub records: Option<Vec<KinesisEventRecord>>,
+}
+
+/// Parses an object written by an Amazon S3 on-failure destination. `payload` is the original
+/// invocation record, a Kinesis event (`{"Records": [...]}`), as an escaped JSON string (Lambda
+/// developer guide, kinesis-on-failure-destination); a JSON object is accepted too.
+pub fn parse_failure_object(text: &str) -> Result<FailureObject> {
+    let record: FailureRecord = serde_json::from_str(text)
+        .context("not a Kinesis on-failure record (no KinesisBatchInfo)")?;
+    let records = match record.payload {
+        None | Some(Value::Null) => None,
+        Some(Value::String(escaped)) => Some(
+            serde_json::from_str::<KinesisEvent>(&escaped)
+                .context("payload is not a Kinesis event")?
+                .records,
+        ),
+        Some(event @ Value::Object(_)) => Some(
+            serde_json::from_value::<KinesisEvent>(event)
+                .context("payload is not a Kinesis event")?
+                .records,
+        ),
+        Some(_) => return Err(anyhow!("payload is neither a JSON string nor an object")),
+    };
+    Ok(FailureObject {
+        batch: record.batch,
+        records,
+    })
+}
+
+/// What happened to one failure message or file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Shard and range, for the report.
@@ -75,17 +123,19 @@ pub struct Recovered {
     pub end: String,
     /// Records the batch held.
     pub expected: usize,
-    /// Records found on the stream and replayed successfully.
+    /// Records found and replayed successfully.
     pub recovered: usize,
-    /// Records no longer on the stream (retention passed).
+    /// Records not found: no longer on the stream (retention passed), or missing from the file.
     pub expired: usize,
     /// Records found but failing again (the cause is not fixed yet).
     pub still_failing: usize,
-    /// Whether the failure message was deleted.
+    /// Whether every record was recovered (never true for a dry run).
+    pub complete: bool,
+    /// Whether the failure message was deleted (a file never is).
     pub deleted: bool,
 }
 
-/// Clients and settings for [`recover`].
+/// Clients and settings for [`recover`] and [`recover_file`].
 #[derive(Debug, Clone)]
 pub struct Recovery {
     /// Kinesis, to read (and with [`Replay::Stream`], write) records.
@@ -104,9 +154,29 @@ fn stream_name(arn: &str) -> Result<&str> {
         .ok_or_else(|| anyhow!("{arn} is not a Kinesis stream ARN"))
 }
 
+fn arrival_seconds(record: &Record) -> Option<f64> {
+    record
+        .approximate_arrival_timestamp()
+        .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9)
+}
+
+/// A record read from the stream, in the shape Lambda delivers it.
+fn event_record(batch: &BatchInfo, record: &Record) -> KinesisEventRecord {
+    KinesisEventRecord {
+        event_id: Some(format!("{}:{}", batch.shard_id, record.sequence_number())),
+        event_source_arn: Some(batch.stream_arn.clone()),
+        kinesis: KinesisData {
+            partition_key: record.partition_key().unwrap_or_default().to_owned(),
+            sequence_number: record.sequence_number().to_owned(),
+            data: base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+            approximate_arrival_timestamp: arrival_seconds(record),
+        },
+    }
+}
+
 impl Recovery {
     /// Reads the records of `batch` back from its stream: those still retained, in order.
-    pub async fn fetch(&self, batch: &BatchInfo) -> Result<Vec<Record>> {
+    pub async fn fetch(&self, batch: &BatchInfo) -> Result<Vec<KinesisEventRecord>> {
         let start = SequenceNumber::parse(&batch.start_sequence_number)
             .context("bad startSequenceNumber")?;
         let end =
@@ -144,7 +214,7 @@ impl Recovery {
                     break;
                 }
                 if seq >= start {
-                    found.push(record.clone());
+                    found.push(event_record(batch, record));
                 }
             }
             if past_end || found.len() >= batch.batch_size {
@@ -156,29 +226,32 @@ impl Recovery {
     }
 
     /// Replays `records` of `batch`; returns how many still failed.
-    async fn replay(&self, batch: &BatchInfo, records: &[Record]) -> Result<usize> {
+    async fn replay(&self, batch: &BatchInfo, records: &[KinesisEventRecord]) -> Result<usize> {
         match self.replay {
             Replay::DryRun => Ok(0),
             Replay::Stream => {
                 let name = stream_name(&batch.stream_arn)?;
-                let mut too_large = 0;
+                let mut not_put = 0;
                 for record in records {
-                    let data = stream_replay(&batch.shard_id, record);
-                    if data.len() + record.partition_key().map_or(0, str::len) > MAX_RECORD_BYTES {
-                        // It cannot go back on the stream with its envelope: recover it through
-                        // the consumer (`--replay consumer`) instead.
-                        too_large += 1;
+                    let key = &record.kinesis.partition_key;
+                    // Data that is not base64 cannot be put back; data whose envelope would be
+                    // over Kinesis's limit neither: recover those through the consumer
+                    // (`--replay consumer`) instead.
+                    let Some(data) = stream_replay(&batch.shard_id, record)
+                        .filter(|data| data.len() + key.len() <= MAX_RECORD_BYTES)
+                    else {
+                        not_put += 1;
                         continue;
-                    }
+                    };
                     self.kinesis
                         .put_record()
                         .stream_name(name)
-                        .set_partition_key(record.partition_key().map(str::to_owned))
+                        .partition_key(key)
                         .data(aws_sdk_kinesis::primitives::Blob::new(data))
                         .send()
                         .await?;
                 }
-                Ok(too_large)
+                Ok(not_put)
             }
             Replay::Consumer => {
                 let consumer = self
@@ -186,20 +259,7 @@ impl Recovery {
                     .as_ref()
                     .context("replay through the consumer needs its table (--table)")?;
                 let event = KinesisEvent {
-                    records: records
-                        .iter()
-                        .map(|r| KinesisEventRecord {
-                            event_id: Some(format!("{}:{}", batch.shard_id, r.sequence_number())),
-                            event_source_arn: Some(batch.stream_arn.clone()),
-                            kinesis: KinesisData {
-                                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                                sequence_number: r.sequence_number().to_owned(),
-                                data: base64::engine::general_purpose::STANDARD
-                                    .encode(r.data().as_ref()),
-                                approximate_arrival_timestamp: arrival_seconds(r),
-                            },
-                        })
-                        .collect(),
+                    records: records.to_vec(),
                 };
                 let response = consumer.handle(event).await?;
                 // The consumer names the lowest failed record: it and everything after it failed.
@@ -214,7 +274,9 @@ impl Recovery {
                             let failed = SequenceNumber::parse(failed);
                             records
                                 .iter()
-                                .filter(|r| SequenceNumber::parse(r.sequence_number()) >= failed)
+                                .filter(|r| {
+                                    SequenceNumber::parse(&r.kinesis.sequence_number) >= failed
+                                })
                                 .count()
                         }
                     },
@@ -222,31 +284,51 @@ impl Recovery {
             }
         }
     }
+
+    /// Replays the records of `batch` and says what happened.
+    async fn recover_batch(
+        &self,
+        batch: &BatchInfo,
+        records: &[KinesisEventRecord],
+    ) -> Result<Recovered> {
+        let still_failing = self.replay(batch, records).await?;
+        let expired = batch.batch_size.saturating_sub(records.len());
+        Ok(Recovered {
+            shard_id: batch.shard_id.clone(),
+            start: batch.start_sequence_number.clone(),
+            end: batch.end_sequence_number.clone(),
+            expected: batch.batch_size,
+            recovered: records.len() - still_failing,
+            expired,
+            still_failing,
+            complete: expired == 0 && still_failing == 0 && self.replay != Replay::DryRun,
+            deleted: false,
+        })
+    }
 }
 
 /// Largest record Kinesis accepts by default: data plus partition key, 1 MiB.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-fn arrival_seconds(record: &Record) -> Option<f64> {
-    record
-        .approximate_arrival_timestamp()
-        .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9)
-}
-
 /// The data [`Replay::Stream`] puts back for `record` of `shard_id`: the record in a replay
 /// envelope naming its original sequence number, or, if it is a replay already, as it is.
-pub fn stream_replay(shard_id: &str, record: &Record) -> Vec<u8> {
-    let data = record.data().as_ref();
-    if let Some(Ok(_)) = Replayed::from_bytes(data) {
-        return data.to_vec();
+/// `None` if the record's data is not base64.
+pub fn stream_replay(shard_id: &str, record: &KinesisEventRecord) -> Option<Vec<u8>> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(record.kinesis.data.trim())
+        .ok()?;
+    if let Some(Ok(_)) = Replayed::from_bytes(&data) {
+        return Some(data);
     }
-    Replayed::new(
-        record.sequence_number(),
-        Some(shard_id),
-        arrival_seconds(record),
-        data,
+    Some(
+        Replayed::new(
+            &record.kinesis.sequence_number,
+            Some(record.shard_id().unwrap_or(shard_id)),
+            record.kinesis.approximate_arrival_timestamp,
+            &data,
+        )
+        .to_bytes(),
     )
-    .to_bytes()
 }
 
 /// Processes up to `max` failure messages from `queue_url`.
@@ -270,10 +352,8 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
         for message in messages {
             let batch = parse_failure(message.body().unwrap_or_default())?;
             let records = recovery.fetch(&batch).await?;
-            let still_failing = recovery.replay(&batch, &records).await?;
-            let expired = batch.batch_size.saturating_sub(records.len());
-            let complete = expired == 0 && still_failing == 0 && recovery.replay != Replay::DryRun;
-            if complete {
+            let mut recovered = recovery.recover_batch(&batch, &records).await?;
+            if recovered.complete {
                 recovery
                     .sqs
                     .delete_message()
@@ -281,20 +361,25 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
                     .receipt_handle(message.receipt_handle().unwrap_or_default())
                     .send()
                     .await?;
+                recovered.deleted = true;
             }
-            report.push(Recovered {
-                shard_id: batch.shard_id.clone(),
-                start: batch.start_sequence_number.clone(),
-                end: batch.end_sequence_number.clone(),
-                expected: batch.batch_size,
-                recovered: records.len() - still_failing,
-                expired,
-                still_failing,
-                deleted: complete,
-            });
+            report.push(recovered);
         }
     }
     Ok(report)
+}
+
+/// Recovers the batch of one object an Amazon S3 on-failure destination wrote, read from `path`:
+/// from the records in its `payload`, or, if it has none, from the stream as [`recover`] does.
+pub async fn recover_file(recovery: &Recovery, path: &Path) -> Result<Recovered> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let object = parse_failure_object(&text).with_context(|| format!("in {}", path.display()))?;
+    let records = match object.records {
+        Some(records) => records,
+        None => recovery.fetch(&object.batch).await?,
+    };
+    recovery.recover_batch(&object.batch, &records).await
 }
 
 #[cfg(test)]
@@ -316,26 +401,67 @@ mod tests {
         assert!(parse_failure(r#"{"something":"else"}"#).is_err());
     }
 
-    fn stream_record(sequence: &str, data: &[u8]) -> Record {
-        Record::builder()
-            .sequence_number(sequence)
-            .partition_key("k")
-            .data(aws_sdk_kinesis::primitives::Blob::new(data))
-            .build()
-            .expect("record")
+    fn stream_record(sequence: &str, data: &[u8]) -> KinesisEventRecord {
+        KinesisEventRecord {
+            event_id: Some(format!("shardId-000000000001:{sequence}")),
+            event_source_arn: None,
+            kinesis: KinesisData {
+                partition_key: "k".into(),
+                sequence_number: sequence.into(),
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+                approximate_arrival_timestamp: Some(2.5),
+            },
+        }
     }
 
     #[test]
     fn a_record_goes_back_on_the_stream_inside_an_envelope_naming_its_sequence_number() {
-        let data = stream_replay("shardId-000000000001", &stream_record("41", br#"{"v":1}"#));
+        let data = stream_replay("shardId-000000000001", &stream_record("41", br#"{"v":1}"#))
+            .expect("base64");
         let envelope = Replayed::from_bytes(&data)
             .expect("an envelope")
             .expect("valid");
         assert_eq!(envelope.sequence_number, "41");
         assert_eq!(envelope.shard_id.as_deref(), Some("shardId-000000000001"));
+        assert_eq!(envelope.approximate_arrival_timestamp, Some(2.5));
         assert_eq!(envelope.payload, Some(serde_json::json!({"v": 1})));
         // A replay that failed again keeps naming the first original.
-        let again = stream_replay("shardId-000000000001", &stream_record("77", &data));
+        let again =
+            stream_replay("shardId-000000000001", &stream_record("77", &data)).expect("base64");
         assert_eq!(again, data);
+        let mut garbled = stream_record("78", b"{}");
+        garbled.kinesis.data = "%%%".into();
+        assert_eq!(stream_replay("shardId-000000000001", &garbled), None);
+    }
+
+    #[test]
+    fn parses_the_object_an_s3_destination_writes_with_the_event_as_an_escaped_string() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/s3-on-failure-object.json"
+        ))
+        .expect("fixture");
+        let object = parse_failure_object(&text).expect("valid");
+        assert_eq!(object.batch.batch_size, 2);
+        let records = object.records.expect("records in the payload");
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].kinesis.partition_key, "order-7");
+        assert_eq!(records[0].shard_id(), Some(object.batch.shard_id.as_str()));
+
+        // The same event as an object, and an object without a payload.
+        let mut value: Value = serde_json::from_str(&text).expect("json");
+        let escaped = value["payload"].as_str().expect("string").to_owned();
+        value["payload"] = serde_json::from_str(&escaped).expect("event");
+        let as_object = parse_failure_object(&value.to_string()).expect("valid");
+        assert_eq!(as_object.records.map(|r| r.len()), Some(2));
+        value.as_object_mut().expect("object").remove("payload");
+        assert!(
+            parse_failure_object(&value.to_string())
+                .expect("valid")
+                .records
+                .is_none()
+        );
+        value["payload"] = serde_json::json!(42);
+        assert!(parse_failure_object(&value.to_string()).is_err());
     }
 }

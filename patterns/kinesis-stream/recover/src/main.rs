@@ -1,22 +1,30 @@
-//! `kinesis-recover`: recovers the records of Kinesis batches that ended in the on-failure queue.
+//! `kinesis-recover`: recovers the records of Kinesis batches the event source gave up on.
 //!
 //! ```text
 //! kinesis-recover --queue <on-failure-queue-url> [--table <events-table>] [--replay consumer|stream|dry-run] [--max N]
+//! kinesis-recover --from-file <s3-failure-object.json>... [--table <events-table>] [--replay consumer|stream|dry-run]
 //! ```
-//! Honours `AWS_ENDPOINT_URL`, so it works against AWS and the local stack alike.
+//! `--queue` reads the metadata an SQS destination keeps and fetches the records from the
+//! stream; `--from-file` reads objects an Amazon S3 destination wrote (downloaded, for example
+//! with `aws s3 cp`), whose records are inside. Honours `AWS_ENDPOINT_URL`, so it works against
+//! AWS and the local stack alike.
+
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use kinesis_stream_recover::{Recovery, Replay, recover};
+use kinesis_stream_recover::{Recovered, Recovery, Replay, recover, recover_file};
 
-const USAGE: &str = "usage: kinesis-recover --queue URL [--table NAME] [--replay consumer|stream|dry-run] [--max N]";
+const USAGE: &str = "usage: kinesis-recover (--queue URL [--max N] | --from-file PATH...) [--table NAME] [--replay consumer|stream|dry-run]";
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let (mut queue, mut table, mut replay, mut max) = (None, None, Replay::Consumer, 100);
+    let mut files: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--queue" => queue = Some(args.next().context("--queue needs a URL")?),
+            "--from-file" => files.push(args.next().context("--from-file needs a path")?.into()),
             "--table" => table = Some(args.next().context("--table needs a name")?),
             "--max" => {
                 max = args
@@ -40,7 +48,9 @@ async fn main() -> Result<()> {
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
     }
-    let queue = queue.context(USAGE)?;
+    if queue.is_some() != files.is_empty() {
+        bail!("give either --queue or --from-file\n{USAGE}");
+    }
     let sdk = aws_setup::load().await;
     let consumer = match (replay, table) {
         (Replay::Consumer, None) => {
@@ -63,35 +73,52 @@ async fn main() -> Result<()> {
         consumer,
         replay,
     };
-    let report = recover(&recovery, &queue, max).await?;
-    if report.is_empty() {
-        println!("no failure messages in {queue}");
-    }
-    for r in &report {
-        println!(
-            "{} {}..{}: {} of {} {}, {} expired, {} still failing{}",
-            r.shard_id,
-            r.start,
-            r.end,
-            r.recovered,
-            r.expected,
-            if replay == Replay::DryRun {
-                "still retained (dry run)"
-            } else {
-                "recovered"
-            },
-            r.expired,
-            r.still_failing,
-            if r.deleted {
-                "; failure message deleted"
-            } else {
-                "; failure message kept"
+    let incomplete = match queue {
+        Some(queue) => {
+            let report = recover(&recovery, &queue, max).await?;
+            if report.is_empty() {
+                println!("no failure messages in {queue}");
             }
-        );
-    }
-    let incomplete = report.iter().any(|r| !r.deleted) && replay != Replay::DryRun;
-    if incomplete {
+            for r in &report {
+                let outcome = if r.deleted {
+                    "failure message deleted"
+                } else {
+                    "failure message kept"
+                };
+                println!("{}; {outcome}", line(r, replay));
+            }
+            report.iter().any(|r| !r.deleted)
+        }
+        None => {
+            let mut incomplete = false;
+            for file in &files {
+                let r = recover_file(&recovery, file).await?;
+                println!("{}: {}", file.display(), line(&r, replay));
+                incomplete |= !r.complete;
+            }
+            incomplete
+        }
+    };
+    if incomplete && replay != Replay::DryRun {
         std::process::exit(3);
     }
     Ok(())
+}
+
+fn line(r: &Recovered, replay: Replay) -> String {
+    format!(
+        "{} {}..{}: {} of {} {}, {} expired or missing, {} still failing",
+        r.shard_id,
+        r.start,
+        r.end,
+        r.recovered,
+        r.expected,
+        if replay == Replay::DryRun {
+            "available (dry run)"
+        } else {
+            "recovered"
+        },
+        r.expired,
+        r.still_failing,
+    )
 }
