@@ -85,7 +85,7 @@ async fn main() -> Result<()> {
                 } else {
                     "failure message kept"
                 };
-                println!("{}; {outcome}", line(r, replay));
+                println!("{}; {outcome}", line(r, replay, false));
             }
             report.iter().any(|r| !r.deleted)
         }
@@ -93,7 +93,7 @@ async fn main() -> Result<()> {
             let mut incomplete = false;
             for file in &files {
                 let r = recover_file(&recovery, file).await?;
-                println!("{}: {}", file.display(), line(&r, replay));
+                println!("{}: {}", file.display(), line(&r, replay, true));
                 incomplete |= !r.complete;
             }
             incomplete
@@ -105,20 +105,16 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn line(r: &Recovered, replay: Replay) -> String {
+/// One report line. (`make demo` reads "N of M still retained" from a queue's dry run.)
+fn line(r: &Recovered, replay: Replay, from_file: bool) -> String {
+    let (found, gone) = match (replay == Replay::DryRun, from_file) {
+        (true, false) => ("still retained (dry run)", "expired"),
+        (true, true) => ("in the file (dry run)", "missing from the file"),
+        (false, false) => ("recovered", "expired"),
+        (false, true) => ("recovered", "missing from the file"),
+    };
     format!(
-        "{} {}..{}: {} of {} {}, {} expired or missing, {} still failing",
-        r.shard_id,
-        r.start,
-        r.end,
-        r.recovered,
-        r.expected,
-        if replay == Replay::DryRun {
-            "available (dry run)"
-        } else {
-            "recovered"
-        },
-        r.expired,
-        r.still_failing,
+        "{} {}..{}: {} of {} {found}, {} {gone}, {} still failing",
+        r.shard_id, r.start, r.end, r.recovered, r.expected, r.expired, r.still_failing,
     )
 }
