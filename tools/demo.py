@@ -118,7 +118,8 @@ def sqs_buffer(state, pattern, redrive_bin):
     proved(f"the consumer stored it under eventId demo-1 (messageId {item['messageId']['S']})")
 
     step("The same event again (a client retry)")
-    status, _ = curl(["-u", f"{user}:{password}", "-d", '{"eventId":"demo-1","message":"retry"}', f"{base}/submit"])
+    status, _ = curl(["-u", f"{user}:{password}", "-H", "Content-Type: application/json",
+                      "-d", '{"eventId":"demo-1","message":"hello"}', f"{base}/submit"])
     wait_for("the queue to drain", lambda: queue_depth(sqs, queue["url"]) == 0)
     item = dynamodb.get_item(TableName=table, Key={"eventId": {"S": "demo-1"}})["Item"]
     if status != 200 or item["messageId"]["S"] != message_id:

@@ -4,11 +4,13 @@
 //! (what `sam build` uses). The gateway maps that binary name to the same library code the binary's
 //! `main.rs` wires up, builds it with the environment variables the template gives the function,
 //! and invokes it with JSON payloads, as Lambda would: the event is deserialised into the handler's
-//! type, the answer serialised back, and the function's `Timeout` enforced.
+//! type, the answer serialised back, and the function's `Timeout` enforced. Each invocation has a
+//! request id and a deadline (its start plus `Timeout`), as Lambda's context gives them; the
+//! handlers that need them (the async-invoke processor's lease) get them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow, bail};
 use aws_lambda_events::sqs::SqsEvent;
@@ -113,7 +115,11 @@ impl Handler {
         })
     }
 
-    async fn invoke(&self, payload: Value) -> Result<Value, FunctionError> {
+    async fn invoke(
+        &self,
+        payload: Value,
+        invocation: &async_invoke_processor::Invocation,
+    ) -> Result<Value, FunctionError> {
         fn decode<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, FunctionError> {
             serde_json::from_value(payload)
                 .map_err(|e| FunctionError::new("Runtime.UnmarshalError", e))
@@ -136,7 +142,7 @@ impl Handler {
             }
             Handler::AsyncInvokeProcessor(processor) => {
                 let request: async_invoke_jobs::JobRequest = decode(payload)?;
-                let answer = processor.handle(request).await.map_err(|e| {
+                let answer = processor.handle(request, invocation).await.map_err(|e| {
                     let kind = match &e {
                         async_invoke_processor::ProcessError::Job(_) => "JobError",
                         async_invoke_processor::ProcessError::Store(_) => "StoreError",
@@ -212,9 +218,26 @@ impl std::fmt::Debug for Function {
 }
 
 impl Function {
-    /// Invokes the function synchronously with `payload`, enforcing its timeout.
+    /// Invokes the function synchronously with `payload`, enforcing its timeout, under a new
+    /// request id.
     pub async fn invoke(&self, payload: Value) -> Result<Value, FunctionError> {
-        match tokio::time::timeout(self.timeout, self.handler.invoke(payload)).await {
+        self.invoke_as(payload, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// Invokes the function as [`Function::invoke`] does, under `request_id`. Lambda keeps one
+    /// request id across the retries of an asynchronous invoke, and its destination record
+    /// names it (`requestContext.requestId`).
+    pub async fn invoke_as(
+        &self,
+        payload: Value,
+        request_id: &str,
+    ) -> Result<Value, FunctionError> {
+        let invocation = async_invoke_processor::Invocation {
+            request_id: request_id.to_owned(),
+            deadline: Some(SystemTime::now() + self.timeout),
+        };
+        match tokio::time::timeout(self.timeout, self.handler.invoke(payload, &invocation)).await {
             Ok(result) => result,
             Err(_) => Err(FunctionError::new(
                 "Sandbox.Timedout",

@@ -435,3 +435,57 @@ async fn a_read_whose_table_call_fails_gets_a_5xx_never_a_404() {
         "{body}"
     );
 }
+
+/// Invokes `function` of the stack synchronously through the local Lambda Invoke API.
+async fn invoke(stack: &LocalStack, function: &str, payload: &Value) -> Value {
+    let lambda = stack.state["lambdaEndpoint"]
+        .as_str()
+        .expect("lambda endpoint");
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{lambda}/2015-03-31/functions/{}/invocations",
+            stack.function_id(function)
+        ))
+        .json(payload)
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers().get("x-amz-function-error").is_none(),
+        "a duplicate is not a function error"
+    );
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test]
+async fn a_job_delivered_twice_at_once_runs_once_and_a_late_failure_leaves_its_success() {
+    let stack = LocalStack::start(P, "").await;
+    let id = testkit::unique("dup");
+    let event = json!({"jobId": id, "parameters": {"seconds": 2}});
+    // Two deliveries of one event, as Lambda's at-least-once asynchronous queue may make.
+    let (first, second) = tokio::join!(invoke(&stack, "ProcessorFunction", &event), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        invoke(&stack, "ProcessorFunction", &event).await
+    });
+    let skipped = [&first, &second]
+        .iter()
+        .filter(|a| a["skipped"] == true)
+        .count();
+    assert_eq!(skipped, 1, "one ran, one was skipped: {first} {second}");
+    let (status, done) = job(&stack, &id).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "SUCCEEDED");
+    assert_eq!(done["attempts"], 1, "the job ran once: {done}");
+
+    // A destination record of another, failed delivery of the same job arrives late.
+    let record = json!({"version": "1.0",
+        "requestContext": {"requestId": "a-failed-delivery", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event,
+        "responsePayload": {"errorMessage": "job failed: late", "errorType": "JobError"}});
+    let answer = invoke(&stack, "ErrorHandlerFunction", &record).await;
+    assert_eq!(answer["skipped"], true, "{answer}");
+    let (_, after) = job(&stack, &id).await;
+    assert_eq!(after["status"], "SUCCEEDED", "{after}");
+    assert_eq!(after["result"], json!({"sleptSeconds": 2}));
+}

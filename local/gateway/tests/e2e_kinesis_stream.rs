@@ -470,3 +470,81 @@ async fn a_put_whose_stream_call_fails_gets_a_5xx_never_a_200() {
     );
     assert!(answer.get("SequenceNumber").is_none(), "{answer}");
 }
+
+#[tokio::test]
+async fn a_failed_record_replayed_through_the_stream_never_overwrites_newer_data_of_its_key() {
+    let stack = LocalStack::start(P, "KinesisStream.MaximumRetryAttempts=1").await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.table(P, "EventsTable");
+    // An outage: both records fail and are given up on.
+    dynamodb
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete table");
+    let (_, old) = put(&stack, "k", r#"{"v":"old"}"#).await;
+    let (_, alone) = put(&stack, "k-alone", r#"{"v":"alone"}"#).await;
+    let alone_seq = alone["SequenceNumber"].as_str().expect("seq").to_owned();
+    testkit::eventually(
+        "both records in the on-failure bucket",
+        common::SETTLE,
+        || async {
+            let messages = failure_messages(&stack).await;
+            let records: u64 = messages
+                .iter()
+                .map(|m| m["KinesisBatchInfo"]["batchSize"].as_u64().unwrap_or(0))
+                .sum();
+            (records >= 2).then_some(())
+        },
+    )
+    .await;
+    // The table is back; k gets a newer update before anyone recovers the old one.
+    testkit::create_table_named(&dynamodb, &table, "eventId").await;
+    let (_, new) = put(&stack, "k", r#"{"v":"new"}"#).await;
+    let new_seq = new["SequenceNumber"].as_str().expect("seq").to_owned();
+    testkit::eventually("the newer record of k", common::SETTLE, || async {
+        item(&stack, "k")
+            .await
+            .filter(|i| s(i, "sequenceNumber") == new_seq)
+    })
+    .await;
+
+    let mut recovery = recovery(&stack, None);
+    recovery.replay = kinesis_stream_recover::Replay::Stream;
+    let report = kinesis_stream_recover::recover_bucket(&recovery, &failure_bucket(&stack), 10)
+        .await
+        .expect("recover");
+    let recovered: usize = report.iter().map(|r| r.recovered).sum();
+    assert_eq!(recovered, 2, "{report:?}");
+    assert!(report.iter().all(|r| r.deleted), "{report:?}");
+    // One shard, read in order: once a record put after the replays is stored, the replays
+    // have been processed too.
+    let (_, sentinel) = put(&stack, "sentinel", r#"{"v":"after the replays"}"#).await;
+    let sentinel_seq = sentinel["SequenceNumber"].as_str().expect("seq").to_owned();
+    testkit::eventually("the record after the replays", common::SETTLE, || async {
+        item(&stack, "sentinel")
+            .await
+            .filter(|i| s(i, "sequenceNumber") == sentinel_seq)
+    })
+    .await;
+
+    let k = item(&stack, "k").await.expect("k");
+    assert_eq!(
+        (
+            s(&k, "sequenceNumber"),
+            k["payload"].as_m().expect("map")["v"].clone()
+        ),
+        (new_seq, AttributeValue::S("new".into())),
+        "the replayed older record of k (originally {}) must not win",
+        old["SequenceNumber"]
+    );
+    let restored = item(&stack, "k-alone").await.expect("the replayed record");
+    assert_eq!(
+        s(&restored, "sequenceNumber"),
+        alone_seq,
+        "stored under its original sequence number"
+    );
+    assert!(restored.contains_key("replaySequenceNumber"));
+    assert!(failure_messages(&stack).await.is_empty());
+}

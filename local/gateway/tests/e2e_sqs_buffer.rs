@@ -202,6 +202,69 @@ async fn the_same_event_posted_twice_is_stored_once() {
 }
 
 #[tokio::test]
+async fn the_same_event_id_posted_with_another_body_is_kept_as_a_visible_conflict() {
+    let stack = LocalStack::start(P, "").await;
+    let (user, password) = stack.credentials(P);
+    let table = stack.table(P, "EventsTable");
+    let (status, answer) = post(
+        &stack,
+        r#"{"eventId":"reused","amount":10}"#,
+        Some((&user, &password)),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let first = message_id(&answer);
+    let original = testkit::eventually("the original stored", common::SETTLE, || async {
+        stack.items(&table).await.into_iter().next()
+    })
+    .await;
+
+    let (status, answer) = post(
+        &stack,
+        r#"{"eventId":"reused","amount":99}"#,
+        Some((&user, &password)),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let second = message_id(&answer);
+    let conflict = testkit::eventually("the conflict item", common::SETTLE, || async {
+        stack
+            .items(&table)
+            .await
+            .into_iter()
+            .find(|i| i.get("kind") == Some(&AttributeValue::S("conflict".into())))
+    })
+    .await;
+
+    assert_eq!(conflict["conflictOf"], AttributeValue::S("reused".into()));
+    assert_eq!(conflict["messageId"], AttributeValue::S(second));
+    assert_eq!(conflict["originalMessageId"], AttributeValue::S(first));
+    assert_eq!(
+        conflict["payload"].as_m().expect("payload")["amount"],
+        AttributeValue::N("99".into())
+    );
+    let queue = stack.queue_url(P, "BufferQueue");
+    testkit::eventually("the queue drained", common::SETTLE, || async {
+        (stack.queue_depth(&queue).await == 0).then_some(())
+    })
+    .await;
+    let items = stack.items(&table).await;
+    assert_eq!(items.len(), 2, "the original and one conflict item");
+    let stored = items
+        .iter()
+        .find(|i| i["eventId"] == AttributeValue::S("reused".into()))
+        .expect("the original");
+    assert_eq!(*stored, original, "the original is untouched");
+    assert_eq!(
+        stack
+            .queue_depth(&stack.queue_url(P, "DeadLetterQueue"))
+            .await,
+        0,
+        "a conflict is recorded, never dead-lettered"
+    );
+}
+
+#[tokio::test]
 async fn two_hundred_concurrent_posts_give_exactly_two_hundred_items() {
     let stack = LocalStack::start(P, "").await;
     let (user, password) = stack.credentials(P);

@@ -4,6 +4,9 @@
 //! than once. [`EventStore::put_if_absent`] writes an item only when its key is not taken yet
 //! (`attribute_not_exists` on the partition key), so a redelivery neither duplicates nor
 //! overwrites the stored event, and reports which of the two happened.
+//! [`EventStore::put_if_absent_or_get`] does the same and, when the key is taken, also answers
+//! with the stored item (in the same round trip), so a caller can tell a true duplicate from a
+//! different event that reuses the key.
 //!
 //! The store is a small trait with two implementations: [`DynamoDbStore`] (the real SDK client,
 //! tested against moto) and [`MemoryStore`] (for fast logic tests). Transient failures
@@ -17,7 +20,7 @@ use std::sync::Mutex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -100,6 +103,16 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// What [`EventStore::put_if_absent_or_get`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// The item was new and is now stored.
+    Created,
+    /// An item with that key was already there and is left as it was; here it is (`None` only
+    /// from a store that cannot say what it holds: see [`EventStore::put_if_absent_or_get`]).
+    Exists(Option<Item>),
+}
+
 /// Why a write did not happen. Every variant is a failure the caller must report (and so retry),
 /// never a silent loss.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +135,21 @@ pub enum StoreError {
 pub trait EventStore: Send + Sync {
     /// Writes `item` unless an item with the same partition key exists.
     fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>>;
+
+    /// Writes `item` unless an item with the same partition key exists, as
+    /// [`EventStore::put_if_absent`]; when one exists, answers with it.
+    ///
+    /// [`DynamoDbStore`] and [`MemoryStore`] always return the stored item. The default, for
+    /// other stores, only writes and answers `Exists(None)`: callers must treat an unknown
+    /// stored item as possibly different from theirs.
+    fn put_if_absent_or_get(&self, item: Item) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move {
+            Ok(match self.put_if_absent(item).await? {
+                PutOutcome::Created => Written::Created,
+                PutOutcome::AlreadyExists => Written::Exists(None),
+            })
+        })
+    }
 
     /// Writes `item` unless an item with the same partition key exists whose string attribute
     /// `version` is greater than or equal to the item's (a retried or older record then changes
@@ -186,6 +214,41 @@ impl EventStore for DynamoDbStore {
         })
     }
 
+    fn put_if_absent_or_get(&self, item: Item) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move {
+            let Some(key) = item.get(&self.key).cloned() else {
+                return Err(StoreError::MissingKey(self.key.clone()));
+            };
+            // On a failed condition DynamoDB answers with the item that failed it, in the same
+            // round trip (`ReturnValuesOnConditionCheckFailure`, API reference of PutItem).
+            let call = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", &self.key)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let err = match self.backoff.run("PutItem", || call.clone().send()).await {
+                Ok(_) => return Ok(Written::Created),
+                Err(err) => err,
+            };
+            if let Some(PutItemError::ConditionalCheckFailedException(failed)) =
+                err.as_service_error()
+            {
+                if let Some(existing) = failed.item() {
+                    return Ok(Written::Exists(Some(existing.clone())));
+                }
+                // Not expected from DynamoDB; read the item rather than answer without it.
+                return self.get_consistent(key).await.map(Written::Exists);
+            }
+            // Every other error (the failed condition was handled above).
+            classify(err).map(|_| Written::Exists(None))
+        })
+    }
+
     fn put_if_newer<'a>(
         &'a self,
         item: Item,
@@ -214,6 +277,23 @@ impl EventStore for DynamoDbStore {
                 Err(err) => classify(err),
             }
         })
+    }
+}
+
+impl DynamoDbStore {
+    async fn get_consistent(&self, key: AttributeValue) -> Result<Option<Item>, StoreError> {
+        let call = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(&self.key, key)
+            .consistent_read(true);
+        match self.backoff.run("GetItem", || call.clone().send()).await {
+            Ok(out) => Ok(out.item),
+            Err(err) => Err(StoreError::Unavailable(Box::new(CallFailed::new(
+                "GetItem", err,
+            )))),
+        }
     }
 }
 
@@ -277,6 +357,24 @@ impl EventStore for MemoryStore {
             }
             items.insert(key, item);
             Ok(PutOutcome::Created)
+        })
+    }
+
+    fn put_if_absent_or_get(&self, item: Item) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move {
+            let key = match item.get(&self.key) {
+                Some(AttributeValue::S(k)) => k.clone(),
+                _ => return Err(StoreError::MissingKey(self.key.clone())),
+            };
+            let mut items = self
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(existing) = items.get(&key) {
+                return Ok(Written::Exists(Some(existing.clone())));
+            }
+            items.insert(key, item);
+            Ok(Written::Created)
         })
     }
 
@@ -425,6 +523,23 @@ mod tests {
             Some(PutOutcome::Created)
         );
         assert_eq!(store.items()["k"]["marker"], AttributeValue::S("10".into()));
+    }
+
+    #[tokio::test]
+    async fn memory_store_answers_with_the_item_that_holds_the_key() {
+        let store = MemoryStore::new("eventId");
+        assert_eq!(
+            store.put_if_absent_or_get(item("a", "first")).await.ok(),
+            Some(Written::Created)
+        );
+        assert_eq!(
+            store.put_if_absent_or_get(item("a", "second")).await.ok(),
+            Some(Written::Exists(Some(item("a", "first"))))
+        );
+        assert_eq!(
+            store.items()["a"]["marker"],
+            AttributeValue::S("first".into())
+        );
     }
 
     #[tokio::test]

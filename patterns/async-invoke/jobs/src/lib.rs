@@ -6,13 +6,24 @@
 //! transition is a conditional write, so the at-least-once delivery of asynchronous invokes never
 //! moves a finished job backwards.
 //!
-//! The work itself is behind [`Job`]: swap [`SleepJob`] for real work.
+//! A run holds a **lease** on its job: `RUNNING` is recorded with `leaseOwner` (the invocation's
+//! request id) and `leaseExpiresAt` (milliseconds since the epoch; no later than the
+//! invocation's own deadline, so a lease never outlives the run that holds it). While it is live,
+//! no other delivery of the job starts it ([`JobStore::start`]), the error handler records no
+//! failure over it unless the failure is the owner's own ([`JobStore::fail`]), and only the owner
+//! records success ([`JobStore::succeed`]). A run whose job fails gives its lease back
+//! ([`JobStore::release`]) so that Lambda's retry can take the job at once.
+//!
+//! The work itself is behind [`Job`]: swap [`SleepJob`] for real work. The table is behind
+//! [`JobStore`]: [`DynamoDbJobs`] (tested against moto) and [`MemoryJobs`] (for logic tests).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use dynamo_writer::{Backoff, CallFailed};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -22,6 +33,13 @@ use serde_json::Value;
 pub const KEY_ATTRIBUTE: &str = "jobId";
 /// Longest job the sample accepts, in seconds (keep it below the processor's timeout).
 pub const MAX_SECONDS: u64 = 600;
+
+/// `status` of a job that is running (under a lease).
+pub const RUNNING: &str = "RUNNING";
+/// `status` of a job that succeeded.
+pub const SUCCEEDED: &str = "SUCCEEDED";
+/// `status` of a job that failed.
+pub const FAILED: &str = "FAILED";
 
 /// What the processor receives: the API's request template builds it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -104,6 +122,54 @@ pub struct Failure {
     pub attempts: u64,
     /// Why Lambda gave up (`RetriesExhausted`, `EventAgeExceeded`).
     pub condition: String,
+    /// Request id of the failed invocation (`requestContext.requestId` of the destination
+    /// record): a live lease held under this id is the failed run's own.
+    pub request_id: Option<String>,
+}
+
+/// The lease a run asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it: the invocation's request id.
+    pub owner: String,
+    /// When it ends, in milliseconds since the epoch.
+    pub expires_at_millis: u64,
+}
+
+impl Lease {
+    /// A lease for `owner` lasting `length` from now, but never past `deadline` (the
+    /// invocation's own deadline, when known: a run cannot outlive it).
+    pub fn new(owner: impl Into<String>, length: Duration, deadline: Option<SystemTime>) -> Self {
+        let mut expires = SystemTime::now() + length;
+        if let Some(deadline) = deadline {
+            expires = expires.min(deadline);
+        }
+        Self {
+            owner: owner.into(),
+            expires_at_millis: millis(expires),
+        }
+    }
+}
+
+/// What [`JobStore::start`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The job is new, or its lease had expired: this run holds the lease now.
+    Started,
+    /// The job finished, or another run holds a live lease on it: nothing changed. What the
+    /// table held, for the log.
+    Skipped(Holder),
+}
+
+/// What a job held when a transition was skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// Its status.
+    pub status: Option<String>,
+    /// Its lease owner, if any.
+    pub lease_owner: Option<String>,
+    /// When that lease ends, in milliseconds since the epoch.
+    pub lease_expires_at_millis: Option<u64>,
 }
 
 /// What a conditional transition did.
@@ -122,15 +188,24 @@ pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// The jobs table.
 pub trait JobStore: Send + Sync {
-    /// Records `RUNNING` unless the job already finished.
-    fn start(&self, request: &JobRequest) -> BoxFuture<'_, Result<Transition, StoreError>>;
-    /// Records `SUCCEEDED` with `result`, only from `RUNNING`.
+    /// Records `RUNNING` under `lease` if the job is new, or `RUNNING` with an expired (or
+    /// released) lease; otherwise changes nothing and says what holds the job.
+    fn start(
+        &self,
+        request: &JobRequest,
+        lease: &Lease,
+    ) -> BoxFuture<'_, Result<Start, StoreError>>;
+    /// Records `SUCCEEDED` with `result`, only from `RUNNING` under `owner`'s lease.
     fn succeed(
         &self,
         job_id: &str,
+        owner: &str,
         result: &Value,
     ) -> BoxFuture<'_, Result<Transition, StoreError>>;
-    /// Records `FAILED` with the error, unless the job succeeded.
+    /// Ends `owner`'s lease early (its run failed), so that a retry may start the job at once.
+    fn release(&self, job_id: &str, owner: &str) -> BoxFuture<'_, Result<Transition, StoreError>>;
+    /// Records `FAILED` with the error, unless the job succeeded or another run holds a live
+    /// lease on it (a lease held by `failure.request_id` is the failed run's own).
     fn fail(
         &self,
         request: &JobRequest,
@@ -166,12 +241,38 @@ impl DynamoDbJobs {
     }
 }
 
-fn now_millis() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
-        .to_string()
+}
+
+fn now_millis() -> u64 {
+    millis(SystemTime::now())
+}
+
+fn number(millis: u64) -> AttributeValue {
+    AttributeValue::N(millis.to_string())
+}
+
+/// Attribute names of the lease.
+const LEASE_OWNER: &str = "leaseOwner";
+const LEASE_EXPIRES_AT: &str = "leaseExpiresAt";
+
+fn holder(item: Option<&HashMap<String, AttributeValue>>) -> Holder {
+    let text = |name: &str| {
+        item.and_then(|i| i.get(name))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    };
+    Holder {
+        status: text("status"),
+        lease_owner: text(LEASE_OWNER),
+        lease_expires_at_millis: item
+            .and_then(|i| i.get(LEASE_EXPIRES_AT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
+    }
 }
 
 fn outcome(
@@ -192,22 +293,71 @@ fn outcome(
 }
 
 impl JobStore for DynamoDbJobs {
-    fn start(&self, request: &JobRequest) -> BoxFuture<'_, Result<Transition, StoreError>> {
+    fn start(
+        &self,
+        request: &JobRequest,
+        lease: &Lease,
+    ) -> BoxFuture<'_, Result<Start, StoreError>> {
         let call = self
             .update(&request.job_id)
             .update_expression(
-                "SET #s = :running, #p = :p, #st = :now, #a = if_not_exists(#a, :zero) + :one",
+                "SET #s = :running, #p = :p, #st = :now, #a = if_not_exists(#a, :zero) + :one, \
+                 #lo = :owner, #le = :expires",
             )
-            .condition_expression("attribute_not_exists(#k) OR #s = :running")
+            .condition_expression(
+                "attribute_not_exists(#k) OR (#s = :running AND (attribute_not_exists(#le) OR #le < :now))",
+            )
             .expression_attribute_names("#k", KEY_ATTRIBUTE)
             .expression_attribute_names("#p", "parameters")
             .expression_attribute_names("#st", "startedAt")
             .expression_attribute_names("#a", "attempts")
-            .expression_attribute_values(":running", AttributeValue::S("RUNNING".into()))
+            .expression_attribute_names("#lo", LEASE_OWNER)
+            .expression_attribute_names("#le", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":running", AttributeValue::S(RUNNING.into()))
             .expression_attribute_values(":p", AttributeValue::S(request.parameters.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now_millis()))
+            .expression_attribute_values(":now", number(now_millis()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
+            .expression_attribute_values(":expires", number(lease.expires_at_millis))
+            // On a failed condition, DynamoDB answers with the item that failed it: the log can
+            // say who holds the job, at no extra round trip.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        Box::pin(async move {
+            match Backoff::CONSUMER
+                .run("UpdateItem", || call.clone().send())
+                .await
+            {
+                Ok(_) => Ok(Start::Started),
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                        Ok(Start::Skipped(holder(failed.item())))
+                    }
+                    _ => Err(StoreError(Box::new(CallFailed::new("UpdateItem", e)))),
+                },
+            }
+        })
+    }
+
+    fn succeed(
+        &self,
+        job_id: &str,
+        owner: &str,
+        result: &Value,
+    ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+        let call = self
+            .update(job_id)
+            .update_expression("SET #s = :done, #r = :r, #f = :now REMOVE #le")
+            .condition_expression("#s = :running AND #lo = :owner")
+            .expression_attribute_names("#r", "result")
+            .expression_attribute_names("#f", "finishedAt")
+            .expression_attribute_names("#lo", LEASE_OWNER)
+            .expression_attribute_names("#le", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":done", AttributeValue::S(SUCCEEDED.into()))
+            .expression_attribute_values(":running", AttributeValue::S(RUNNING.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":r", AttributeValue::S(result.to_string()))
+            .expression_attribute_values(":now", number(now_millis()));
         Box::pin(async move {
             outcome(
                 Backoff::CONSUMER
@@ -217,21 +367,15 @@ impl JobStore for DynamoDbJobs {
         })
     }
 
-    fn succeed(
-        &self,
-        job_id: &str,
-        result: &Value,
-    ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+    fn release(&self, job_id: &str, owner: &str) -> BoxFuture<'_, Result<Transition, StoreError>> {
         let call = self
             .update(job_id)
-            .update_expression("SET #s = :done, #r = :r, #f = :now")
-            .condition_expression("#s = :running")
-            .expression_attribute_names("#r", "result")
-            .expression_attribute_names("#f", "finishedAt")
-            .expression_attribute_values(":done", AttributeValue::S("SUCCEEDED".into()))
-            .expression_attribute_values(":running", AttributeValue::S("RUNNING".into()))
-            .expression_attribute_values(":r", AttributeValue::S(result.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now_millis()));
+            .update_expression("REMOVE #le")
+            .condition_expression("#s = :running AND #lo = :owner")
+            .expression_attribute_names("#lo", LEASE_OWNER)
+            .expression_attribute_names("#le", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":running", AttributeValue::S(RUNNING.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
         Box::pin(async move {
             outcome(
                 Backoff::CONSUMER
@@ -246,12 +390,22 @@ impl JobStore for DynamoDbJobs {
         request: &JobRequest,
         failure: &Failure,
     ) -> BoxFuture<'_, Result<Transition, StoreError>> {
-        let call = self
+        // Not over a success; not over a live lease of another run. A lease held under the
+        // failed invocation's own request id is its own (its last try timed out a moment ago).
+        let own_lease = if failure.request_id.is_some() {
+            " OR #lo = :req"
+        } else {
+            ""
+        };
+        let mut call = self
             .update(&request.job_id)
             .update_expression(
-                "SET #s = :failed, #p = :p, #m = :m, #t = :t, #a = :a, #c = :c, #f = :now",
+                "SET #s = :failed, #p = :p, #m = :m, #t = :t, #a = :a, #c = :c, #f = :now REMOVE #le",
             )
-            .condition_expression("attribute_not_exists(#k) OR #s <> :succeeded")
+            .condition_expression(format!(
+                "attribute_not_exists(#k) OR (#s <> :succeeded AND (#s <> :running \
+                 OR attribute_not_exists(#le) OR #le < :now{own_lease}))"
+            ))
             .expression_attribute_names("#k", KEY_ATTRIBUTE)
             .expression_attribute_names("#p", "parameters")
             .expression_attribute_names("#m", "errorMessage")
@@ -259,20 +413,162 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_names("#a", "attempts")
             .expression_attribute_names("#c", "failureCondition")
             .expression_attribute_names("#f", "finishedAt")
-            .expression_attribute_values(":failed", AttributeValue::S("FAILED".into()))
-            .expression_attribute_values(":succeeded", AttributeValue::S("SUCCEEDED".into()))
+            .expression_attribute_names("#le", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+            .expression_attribute_values(":succeeded", AttributeValue::S(SUCCEEDED.into()))
+            .expression_attribute_values(":running", AttributeValue::S(RUNNING.into()))
             .expression_attribute_values(":p", AttributeValue::S(request.parameters.to_string()))
             .expression_attribute_values(":m", AttributeValue::S(failure.message.clone()))
             .expression_attribute_values(":t", AttributeValue::S(failure.error_type.clone()))
             .expression_attribute_values(":a", AttributeValue::N(failure.attempts.to_string()))
             .expression_attribute_values(":c", AttributeValue::S(failure.condition.clone()))
-            .expression_attribute_values(":now", AttributeValue::N(now_millis()));
+            .expression_attribute_values(":now", number(now_millis()));
+        if let Some(request_id) = &failure.request_id {
+            call = call
+                .expression_attribute_names("#lo", LEASE_OWNER)
+                .expression_attribute_values(":req", AttributeValue::S(request_id.clone()));
+        }
         Box::pin(async move {
             outcome(
                 Backoff::CONSUMER
                     .run("UpdateItem", || call.clone().send())
                     .await,
             )
+        })
+    }
+}
+
+/// One job as [`MemoryJobs`] keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobRecord {
+    /// `RUNNING`, `SUCCEEDED` or `FAILED`.
+    pub status: String,
+    /// Runs started.
+    pub attempts: u64,
+    /// The lease's owner (kept after the lease ends, as in the table).
+    pub lease_owner: Option<String>,
+    /// When the lease ends; `None` once released or finished.
+    pub lease_expires_at_millis: Option<u64>,
+    /// The result of a success.
+    pub result: Option<Value>,
+    /// The failure recorded.
+    pub failure: Option<Failure>,
+}
+
+impl JobRecord {
+    fn lease_live(&self, now: u64) -> bool {
+        self.status == RUNNING && self.lease_expires_at_millis.is_some_and(|at| at >= now)
+    }
+}
+
+/// [`JobStore`] in memory, with the same conditions as [`DynamoDbJobs`].
+#[derive(Debug, Default)]
+pub struct MemoryJobs {
+    jobs: Mutex<HashMap<String, JobRecord>>,
+}
+
+impl MemoryJobs {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of one job.
+    pub fn job(&self, job_id: &str) -> Option<JobRecord> {
+        self.lock().get(job_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobRecord>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl JobStore for MemoryJobs {
+    fn start(
+        &self,
+        request: &JobRequest,
+        lease: &Lease,
+    ) -> BoxFuture<'_, Result<Start, StoreError>> {
+        let (job_id, lease) = (request.job_id.clone(), lease.clone());
+        Box::pin(async move {
+            let mut jobs = self.lock();
+            let job = jobs.entry(job_id).or_insert_with(|| JobRecord {
+                status: RUNNING.into(),
+                ..JobRecord::default()
+            });
+            if job.status != RUNNING || job.lease_live(now_millis()) {
+                return Ok(Start::Skipped(Holder {
+                    status: Some(job.status.clone()),
+                    lease_owner: job.lease_owner.clone(),
+                    lease_expires_at_millis: job.lease_expires_at_millis,
+                }));
+            }
+            job.attempts += 1;
+            job.lease_owner = Some(lease.owner);
+            job.lease_expires_at_millis = Some(lease.expires_at_millis);
+            Ok(Start::Started)
+        })
+    }
+
+    fn succeed(
+        &self,
+        job_id: &str,
+        owner: &str,
+        result: &Value,
+    ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+        let (job_id, owner, result) = (job_id.to_owned(), owner.to_owned(), result.clone());
+        Box::pin(async move {
+            let mut jobs = self.lock();
+            match jobs.get_mut(&job_id) {
+                Some(job)
+                    if job.status == RUNNING && job.lease_owner.as_deref() == Some(&owner) =>
+                {
+                    job.status = SUCCEEDED.into();
+                    job.result = Some(result);
+                    job.lease_expires_at_millis = None;
+                    Ok(Transition::Applied)
+                }
+                _ => Ok(Transition::Skipped),
+            }
+        })
+    }
+
+    fn release(&self, job_id: &str, owner: &str) -> BoxFuture<'_, Result<Transition, StoreError>> {
+        let (job_id, owner) = (job_id.to_owned(), owner.to_owned());
+        Box::pin(async move {
+            let mut jobs = self.lock();
+            match jobs.get_mut(&job_id) {
+                Some(job)
+                    if job.status == RUNNING && job.lease_owner.as_deref() == Some(&owner) =>
+                {
+                    job.lease_expires_at_millis = None;
+                    Ok(Transition::Applied)
+                }
+                _ => Ok(Transition::Skipped),
+            }
+        })
+    }
+
+    fn fail(
+        &self,
+        request: &JobRequest,
+        failure: &Failure,
+    ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+        let (job_id, failure) = (request.job_id.clone(), failure.clone());
+        Box::pin(async move {
+            let mut jobs = self.lock();
+            let job = jobs.entry(job_id).or_default();
+            let own = failure.request_id.is_some() && job.lease_owner == failure.request_id;
+            if job.status == SUCCEEDED || (job.lease_live(now_millis()) && !own) {
+                return Ok(Transition::Skipped);
+            }
+            job.status = FAILED.into();
+            job.attempts = failure.attempts;
+            job.lease_expires_at_millis = None;
+            job.failure = Some(failure);
+            Ok(Transition::Applied)
         })
     }
 }
@@ -302,6 +598,84 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn request(id: &str) -> JobRequest {
+        JobRequest {
+            job_id: id.into(),
+            parameters: json!({"seconds": 1}),
+        }
+    }
+
+    fn failure(request_id: Option<&str>) -> Failure {
+        Failure {
+            message: "boom".into(),
+            error_type: "JobError".into(),
+            attempts: 1,
+            condition: "RetriesExhausted".into(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_lease_never_outlives_its_invocation() {
+        let deadline = SystemTime::now() + Duration::from_secs(30);
+        let lease = Lease::new("r", Duration::from_secs(900), Some(deadline));
+        assert_eq!(lease.expires_at_millis, millis(deadline));
+        let short = Lease::new("r", Duration::from_secs(5), Some(deadline));
+        assert!(short.expires_at_millis < millis(deadline));
+    }
+
+    #[tokio::test]
+    async fn memory_jobs_keep_the_lease_rules() {
+        let jobs = MemoryJobs::new();
+        let live = |owner: &str| Lease::new(owner, Duration::from_secs(60), None);
+        assert_eq!(
+            jobs.start(&request("j"), &live("a")).await.ok(),
+            Some(Start::Started)
+        );
+        assert!(matches!(
+            jobs.start(&request("j"), &live("b")).await,
+            Ok(Start::Skipped(Holder { lease_owner: Some(o), .. })) if o == "a"
+        ));
+        assert_eq!(
+            jobs.fail(&request("j"), &failure(Some("b"))).await.ok(),
+            Some(Transition::Skipped),
+            "not over another run's live lease"
+        );
+        assert_eq!(
+            jobs.succeed("j", "b", &json!({})).await.ok(),
+            Some(Transition::Skipped)
+        );
+        assert_eq!(jobs.release("j", "a").await.ok(), Some(Transition::Applied));
+        assert_eq!(
+            jobs.start(&request("j"), &live("b")).await.ok(),
+            Some(Start::Started)
+        );
+        assert_eq!(
+            jobs.succeed("j", "b", &json!({"ok": 1})).await.ok(),
+            Some(Transition::Applied)
+        );
+        assert_eq!(
+            jobs.fail(&request("j"), &failure(Some("b"))).await.ok(),
+            Some(Transition::Skipped),
+            "never over a success"
+        );
+        let job = jobs.job("j").expect("job");
+        assert_eq!((job.status.as_str(), job.attempts), (SUCCEEDED, 2));
+
+        let gone = Lease::new(
+            "old",
+            Duration::from_secs(60),
+            Some(SystemTime::now() - Duration::from_secs(1)),
+        );
+        jobs.start(&request("k"), &gone).await.expect("start");
+        assert_eq!(
+            jobs.fail(&request("k"), &failure(None)).await.ok(),
+            Some(Transition::Applied),
+            "over an expired lease"
+        );
+        assert_eq!(jobs.job("k").map(|j| j.status), Some(FAILED.to_owned()));
     }
 
     #[tokio::test]

@@ -1,34 +1,44 @@
 //! Recovery of failed Kinesis batches.
 //!
-//! Two kinds of on-failure destination, two sources:
-//! - an **S3 bucket** (this pattern's): Lambda writes the metadata *and* the whole invocation, the
-//!   records' data included, so [`recover_bucket`] replays them from the object, however long ago
-//!   the stream dropped them;
-//! - an **SQS queue** (or SNS): metadata only (shard, sequence range, reason), never the records;
-//!   [`recover`] fetches the referenced records back from the stream while it still retains them.
+//! The on-failure destination of a Kinesis event source mapping receives, from an SQS queue or an
+//! SNS topic, metadata only (shard, sequence range, reason), never the records. [`recover`] reads
+//! those messages, fetches the referenced records back from the stream while it still retains
+//! them, and replays them. An Amazon S3 on-failure destination also receives the records: Lambda
+//! writes one object per failed batch whose `payload` is the original invocation record (the
+//! event, as an escaped JSON string). [`recover_file`] replays such an object from a local file,
+//! without the stream, so a batch outlives the stream's retention.
 //!
-//! Either way the records are replayed:
+//! Replays:
 //! - [`Replay::Consumer`] (default) runs them through the consumer's own code with their
 //!   **original** sequence numbers, so its ordering guard still holds: a recovered record never
 //!   overwrites a newer one applied meanwhile;
-//! - [`Replay::Stream`] puts them back on the stream (new sequence numbers, processed again by the
-//!   deployed consumer).
+//! - [`Replay::Stream`] puts them back on the stream, processed again by the deployed consumer.
+//!   Kinesis gives each put a new, higher sequence number, so every record goes back inside a
+//!   replay envelope (`kinesis_stream_consumer::replay`) that carries its original sequence
+//!   number; the consumer guards the write with that one, so here too a recovered record never
+//!   overwrites a newer update of its key. A record that is already an envelope (a replay that
+//!   failed again) is put back as it is, still naming the first original.
 //!
-//! A message (or object) is deleted once all its records are recovered; when some have expired
-//! (retention passed) or still fail, it stays, and the report says so.
+//! A queue message is deleted once all its records are recovered; when some have expired
+//! (retention passed) or still fail, it stays, and the report says so. A file is never changed.
+
+use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use base64::Engine as _;
 use batch_consumer::kinesis::{KinesisData, KinesisEvent, KinesisEventRecord, SequenceNumber};
+use kinesis_stream_consumer::replay::Replayed;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Where recovered records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
     /// Through the consumer's code, with the original sequence numbers.
     Consumer,
-    /// Back onto the stream.
+    /// Back onto the stream, each record in a replay envelope naming its original sequence
+    /// number.
     Stream,
     /// Nowhere: only report what could be recovered.
     DryRun,
@@ -54,6 +64,9 @@ pub struct BatchInfo {
 struct FailureRecord {
     #[serde(rename = "KinesisBatchInfo")]
     batch: BatchInfo,
+    /// Only in an S3 destination's object: the original invocation record.
+    #[serde(default)]
+    payload: Option<Value>,
 }
 
 /// Parses one on-failure destination message.
@@ -63,56 +76,43 @@ pub fn parse_failure(body: &str) -> Result<BatchInfo> {
         .batch)
 }
 
-/// A failed batch as an S3 on-failure destination keeps it: the metadata and the records.
+/// An on-failure record as an Amazon S3 destination keeps it: the metadata, and the records.
 #[derive(Debug, Clone)]
-pub struct KeptBatch {
-    /// Shard, range and stream.
+pub struct FailureObject {
+    /// The metadata (`KinesisBatchInfo`).
     pub batch: BatchInfo,
-    /// The records, as the function received them (data in base64, original sequence numbers).
-    pub records: Vec<KinesisEventRecord>,
+    /// The records of the failed invocation, from `payload`; `None` when the object has none
+    /// (then they can only be fetched back from the stream).
+    pub records: Option<Vec<KinesisEventRecord>>,
 }
 
-#[derive(Debug, Deserialize)]
-struct KeptObject {
-    #[serde(rename = "KinesisBatchInfo")]
-    batch: BatchInfo,
-    payload: serde_json::Value,
-}
-
-/// Parses one object of an S3 on-failure destination: `KinesisBatchInfo` plus `payload`, the
-/// invocation's event. The payload is read as a JSON string holding the event, or as the event
-/// itself: which of the two Lambda writes is not shown in AWS's documentation.
-pub fn parse_kept(body: &str) -> Result<KeptBatch> {
-    let object: KeptObject = serde_json::from_str(body)
-        .context("not a Kinesis on-failure object (no KinesisBatchInfo or payload)")?;
-    let event: KinesisEvent = match object.payload {
-        serde_json::Value::String(text) => serde_json::from_str(&text),
-        other => serde_json::from_value(other),
-    }
-    .context("the payload is not a Kinesis event")?;
-    Ok(KeptBatch {
-        batch: object.batch,
-        records: event.records,
+/// Parses an object written by an Amazon S3 on-failure destination. `payload` is the original
+/// invocation record, a Kinesis event (`{"Records": [...]}`), as an escaped JSON string (Lambda
+/// developer guide, kinesis-on-failure-destination); a JSON object is accepted too.
+pub fn parse_failure_object(text: &str) -> Result<FailureObject> {
+    let record: FailureRecord = serde_json::from_str(text)
+        .context("not a Kinesis on-failure record (no KinesisBatchInfo)")?;
+    let records = match record.payload {
+        None | Some(Value::Null) => None,
+        Some(Value::String(escaped)) => Some(
+            serde_json::from_str::<KinesisEvent>(&escaped)
+                .context("payload is not a Kinesis event")?
+                .records,
+        ),
+        Some(event @ Value::Object(_)) => Some(
+            serde_json::from_value::<KinesisEvent>(event)
+                .context("payload is not a Kinesis event")?
+                .records,
+        ),
+        Some(_) => return Err(anyhow!("payload is neither a JSON string nor an object")),
+    };
+    Ok(FailureObject {
+        batch: record.batch,
+        records,
     })
 }
 
-/// A record read from the stream, as the function receives it.
-fn event_record(batch: &BatchInfo, r: &Record) -> KinesisEventRecord {
-    KinesisEventRecord {
-        event_id: Some(format!("{}:{}", batch.shard_id, r.sequence_number())),
-        event_source_arn: Some(batch.stream_arn.clone()),
-        kinesis: KinesisData {
-            partition_key: r.partition_key().unwrap_or_default().to_owned(),
-            sequence_number: r.sequence_number().to_owned(),
-            data: base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
-            approximate_arrival_timestamp: r
-                .approximate_arrival_timestamp()
-                .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9),
-        },
-    }
-}
-
-/// What happened to one failure message.
+/// What happened to one failure message or file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Shard and range, for the report.
@@ -123,24 +123,26 @@ pub struct Recovered {
     pub end: String,
     /// Records the batch held.
     pub expected: usize,
-    /// Records found on the stream and replayed successfully.
+    /// Records found and replayed successfully.
     pub recovered: usize,
-    /// Records no longer on the stream (retention passed).
+    /// Records not found: no longer on the stream (retention passed), or missing from the file.
     pub expired: usize,
     /// Records found but failing again (the cause is not fixed yet).
     pub still_failing: usize,
-    /// Whether the failure message was deleted.
+    /// Whether every record was recovered (never true for a dry run).
+    pub complete: bool,
+    /// Whether the failure message was deleted (a file never is).
     pub deleted: bool,
 }
 
-/// Clients and settings for [`recover`].
+/// Clients and settings for [`recover`] and [`recover_file`].
 #[derive(Debug, Clone)]
 pub struct Recovery {
     /// Kinesis, to read (and with [`Replay::Stream`], write) records.
     pub kinesis: aws_sdk_kinesis::Client,
     /// SQS, to read and delete failure messages.
     pub sqs: aws_sdk_sqs::Client,
-    /// S3, to read and delete kept batches.
+    /// S3, to read and delete the objects of an S3 on-failure destination.
     pub s3: aws_sdk_s3::Client,
     /// The consumer, for [`Replay::Consumer`].
     pub consumer: Option<kinesis_stream_consumer::Consumer>,
@@ -154,9 +156,29 @@ fn stream_name(arn: &str) -> Result<&str> {
         .ok_or_else(|| anyhow!("{arn} is not a Kinesis stream ARN"))
 }
 
+fn arrival_seconds(record: &Record) -> Option<f64> {
+    record
+        .approximate_arrival_timestamp()
+        .map(|t| t.secs() as f64 + f64::from(t.subsec_nanos()) / 1e9)
+}
+
+/// A record read from the stream, in the shape Lambda delivers it.
+fn event_record(batch: &BatchInfo, record: &Record) -> KinesisEventRecord {
+    KinesisEventRecord {
+        event_id: Some(format!("{}:{}", batch.shard_id, record.sequence_number())),
+        event_source_arn: Some(batch.stream_arn.clone()),
+        kinesis: KinesisData {
+            partition_key: record.partition_key().unwrap_or_default().to_owned(),
+            sequence_number: record.sequence_number().to_owned(),
+            data: base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+            approximate_arrival_timestamp: arrival_seconds(record),
+        },
+    }
+}
+
 impl Recovery {
     /// Reads the records of `batch` back from its stream: those still retained, in order.
-    pub async fn fetch(&self, batch: &BatchInfo) -> Result<Vec<Record>> {
+    pub async fn fetch(&self, batch: &BatchInfo) -> Result<Vec<KinesisEventRecord>> {
         let start = SequenceNumber::parse(&batch.start_sequence_number)
             .context("bad startSequenceNumber")?;
         let end =
@@ -194,7 +216,7 @@ impl Recovery {
                     break;
                 }
                 if seq >= start {
-                    found.push(record.clone());
+                    found.push(event_record(batch, record));
                 }
             }
             if past_end || found.len() >= batch.batch_size {
@@ -211,19 +233,27 @@ impl Recovery {
             Replay::DryRun => Ok(0),
             Replay::Stream => {
                 let name = stream_name(&batch.stream_arn)?;
+                let mut not_put = 0;
                 for record in records {
-                    let data = base64::engine::general_purpose::STANDARD
-                        .decode(&record.kinesis.data)
-                        .context("a kept record's data is not base64")?;
+                    let key = &record.kinesis.partition_key;
+                    // Data that is not base64 cannot be put back; data whose envelope would be
+                    // over Kinesis's limit neither: recover those through the consumer
+                    // (`--replay consumer`) instead.
+                    let Some(data) = stream_replay(&batch.shard_id, record)
+                        .filter(|data| data.len() + key.len() <= MAX_RECORD_BYTES)
+                    else {
+                        not_put += 1;
+                        continue;
+                    };
                     self.kinesis
                         .put_record()
                         .stream_name(name)
-                        .partition_key(&record.kinesis.partition_key)
+                        .partition_key(key)
                         .data(aws_sdk_kinesis::primitives::Blob::new(data))
                         .send()
                         .await?;
                 }
-                Ok(0)
+                Ok(not_put)
             }
             Replay::Consumer => {
                 let consumer = self
@@ -256,6 +286,51 @@ impl Recovery {
             }
         }
     }
+
+    /// Replays the records of `batch` and says what happened.
+    async fn recover_batch(
+        &self,
+        batch: &BatchInfo,
+        records: &[KinesisEventRecord],
+    ) -> Result<Recovered> {
+        let still_failing = self.replay(batch, records).await?;
+        let expired = batch.batch_size.saturating_sub(records.len());
+        Ok(Recovered {
+            shard_id: batch.shard_id.clone(),
+            start: batch.start_sequence_number.clone(),
+            end: batch.end_sequence_number.clone(),
+            expected: batch.batch_size,
+            recovered: records.len() - still_failing,
+            expired,
+            still_failing,
+            complete: expired == 0 && still_failing == 0 && self.replay != Replay::DryRun,
+            deleted: false,
+        })
+    }
+}
+
+/// Largest record Kinesis accepts by default: data plus partition key, 1 MiB.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// The data [`Replay::Stream`] puts back for `record` of `shard_id`: the record in a replay
+/// envelope naming its original sequence number, or, if it is a replay already, as it is.
+/// `None` if the record's data is not base64.
+pub fn stream_replay(shard_id: &str, record: &KinesisEventRecord) -> Option<Vec<u8>> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(record.kinesis.data.trim())
+        .ok()?;
+    if let Some(Ok(_)) = Replayed::from_bytes(&data) {
+        return Some(data);
+    }
+    Some(
+        Replayed::new(
+            &record.kinesis.sequence_number,
+            Some(record.shard_id().unwrap_or(shard_id)),
+            record.kinesis.approximate_arrival_timestamp,
+            &data,
+        )
+        .to_bytes(),
+    )
 }
 
 /// Processes up to `max` failure messages from `queue_url`.
@@ -278,16 +353,9 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
         }
         for message in messages {
             let batch = parse_failure(message.body().unwrap_or_default())?;
-            let records: Vec<KinesisEventRecord> = recovery
-                .fetch(&batch)
-                .await?
-                .iter()
-                .map(|r| event_record(&batch, r))
-                .collect();
-            let still_failing = recovery.replay(&batch, &records).await?;
-            let expired = batch.batch_size.saturating_sub(records.len());
-            let complete = expired == 0 && still_failing == 0 && recovery.replay != Replay::DryRun;
-            if complete {
+            let records = recovery.fetch(&batch).await?;
+            let mut recovered = recovery.recover_batch(&batch, &records).await?;
+            if recovered.complete {
                 recovery
                     .sqs
                     .delete_message()
@@ -295,30 +363,35 @@ pub async fn recover(recovery: &Recovery, queue_url: &str, max: usize) -> Result
                     .receipt_handle(message.receipt_handle().unwrap_or_default())
                     .send()
                     .await?;
+                recovered.deleted = true;
             }
-            report.push(Recovered {
-                shard_id: batch.shard_id.clone(),
-                start: batch.start_sequence_number.clone(),
-                end: batch.end_sequence_number.clone(),
-                expected: batch.batch_size,
-                recovered: records.len() - still_failing,
-                expired,
-                still_failing,
-                deleted: complete,
-            });
+            report.push(recovered);
         }
     }
     Ok(report)
 }
 
-/// Processes up to `max` kept batches from the S3 on-failure destination `bucket` (objects under
-/// Lambda's `aws/lambda/` prefix), replaying the records the objects hold.
+/// Recovers the batch of one object an Amazon S3 on-failure destination wrote, read from `path`:
+/// from the records in its `payload`, or, if it has none, from the stream as [`recover`] does.
+pub async fn recover_file(recovery: &Recovery, path: &Path) -> Result<Recovered> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let object = parse_failure_object(&text).with_context(|| format!("in {}", path.display()))?;
+    let records = match object.records {
+        Some(records) => records,
+        None => recovery.fetch(&object.batch).await?,
+    };
+    recovery.recover_batch(&object.batch, &records).await
+}
+
+/// Processes up to `max` objects of the S3 on-failure destination `bucket` (Lambda writes them
+/// under `aws/lambda/`): each is recovered as [`recover_file`] recovers a downloaded one, and
+/// deleted once all its records are recovered (a versioned bucket keeps the old version).
 pub async fn recover_bucket(
     recovery: &Recovery,
     bucket: &str,
     max: usize,
 ) -> Result<Vec<Recovered>> {
-    let mut report = Vec::new();
     let mut keys = Vec::new();
     let mut token = None;
     loop {
@@ -341,6 +414,7 @@ pub async fn recover_bucket(
             break;
         }
     }
+    let mut report = Vec::new();
     for key in keys.into_iter().take(max) {
         let object = recovery
             .s3
@@ -356,12 +430,14 @@ pub async fn recover_bucket(
             .await
             .with_context(|| format!("reading {key} failed"))?
             .into_bytes();
-        let kept = parse_kept(&String::from_utf8_lossy(&bytes))
-            .with_context(|| format!("{key} is not a kept Kinesis batch"))?;
-        let still_failing = recovery.replay(&kept.batch, &kept.records).await?;
-        let expired = kept.batch.batch_size.saturating_sub(kept.records.len());
-        let complete = expired == 0 && still_failing == 0 && recovery.replay != Replay::DryRun;
-        if complete {
+        let kept = parse_failure_object(&String::from_utf8_lossy(&bytes))
+            .with_context(|| format!("in {key}"))?;
+        let records = match kept.records {
+            Some(records) => records,
+            None => recovery.fetch(&kept.batch).await?,
+        };
+        let mut recovered = recovery.recover_batch(&kept.batch, &records).await?;
+        if recovered.complete {
             recovery
                 .s3
                 .delete_object()
@@ -370,17 +446,9 @@ pub async fn recover_bucket(
                 .send()
                 .await
                 .with_context(|| format!("DeleteObject {key} failed"))?;
+            recovered.deleted = true;
         }
-        report.push(Recovered {
-            shard_id: kept.batch.shard_id.clone(),
-            start: kept.batch.start_sequence_number.clone(),
-            end: kept.batch.end_sequence_number.clone(),
-            expected: kept.batch.batch_size,
-            recovered: kept.records.len() - still_failing,
-            expired,
-            still_failing,
-            deleted: complete,
-        });
+        report.push(recovered);
     }
     Ok(report)
 }
@@ -404,25 +472,67 @@ mod tests {
         assert!(parse_failure(r#"{"something":"else"}"#).is_err());
     }
 
-    #[test]
-    fn parses_a_kept_batch_whose_payload_is_a_string_or_an_object() {
-        let event = r#"{"Records":[{"kinesis":{"partitionKey":"k","sequenceNumber":"7","data":"eyJ2IjoxfQ=="},
-            "eventID":"shardId-000000000000:7","eventSourceARN":"arn:aws:kinesis:us-east-1:123456789012:stream/s"}]}"#;
-        let info = r#""KinesisBatchInfo":{"shardId":"shardId-000000000000","startSequenceNumber":"7",
-            "endSequenceNumber":"7","batchSize":1,"streamArn":"arn:aws:kinesis:us-east-1:123456789012:stream/s"}"#;
-        for payload in [
-            serde_json::Value::String(event.into()),
-            serde_json::from_str(event).expect("json"),
-        ] {
-            let body = format!(r#"{{{info},"payload":{payload}}}"#);
-            let kept = parse_kept(&body).expect("kept batch");
-            assert_eq!(kept.batch.batch_size, 1);
-            assert_eq!(kept.records[0].kinesis.sequence_number, "7");
-            assert_eq!(kept.records[0].kinesis.data, "eyJ2IjoxfQ==");
+    fn stream_record(sequence: &str, data: &[u8]) -> KinesisEventRecord {
+        KinesisEventRecord {
+            event_id: Some(format!("shardId-000000000001:{sequence}")),
+            event_source_arn: None,
+            kinesis: KinesisData {
+                partition_key: "k".into(),
+                sequence_number: sequence.into(),
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+                approximate_arrival_timestamp: Some(2.5),
+            },
         }
+    }
+
+    #[test]
+    fn a_record_goes_back_on_the_stream_inside_an_envelope_naming_its_sequence_number() {
+        let data = stream_replay("shardId-000000000001", &stream_record("41", br#"{"v":1}"#))
+            .expect("base64");
+        let envelope = Replayed::from_bytes(&data)
+            .expect("an envelope")
+            .expect("valid");
+        assert_eq!(envelope.sequence_number, "41");
+        assert_eq!(envelope.shard_id.as_deref(), Some("shardId-000000000001"));
+        assert_eq!(envelope.approximate_arrival_timestamp, Some(2.5));
+        assert_eq!(envelope.payload, Some(serde_json::json!({"v": 1})));
+        // A replay that failed again keeps naming the first original.
+        let again =
+            stream_replay("shardId-000000000001", &stream_record("77", &data)).expect("base64");
+        assert_eq!(again, data);
+        let mut garbled = stream_record("78", b"{}");
+        garbled.kinesis.data = "%%%".into();
+        assert_eq!(stream_replay("shardId-000000000001", &garbled), None);
+    }
+
+    #[test]
+    fn parses_the_object_an_s3_destination_writes_with_the_event_as_an_escaped_string() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/s3-on-failure-object.json"
+        ))
+        .expect("fixture");
+        let object = parse_failure_object(&text).expect("valid");
+        assert_eq!(object.batch.batch_size, 2);
+        let records = object.records.expect("records in the payload");
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].kinesis.partition_key, "order-7");
+        assert_eq!(records[0].shard_id(), Some(object.batch.shard_id.as_str()));
+
+        // The same event as an object, and an object without a payload.
+        let mut value: Value = serde_json::from_str(&text).expect("json");
+        let escaped = value["payload"].as_str().expect("string").to_owned();
+        value["payload"] = serde_json::from_str(&escaped).expect("event");
+        let as_object = parse_failure_object(&value.to_string()).expect("valid");
+        assert_eq!(as_object.records.map(|r| r.len()), Some(2));
+        value.as_object_mut().expect("object").remove("payload");
         assert!(
-            parse_kept(&format!(r#"{{{info}}}"#)).is_err(),
-            "no payload, no records"
+            parse_failure_object(&value.to_string())
+                .expect("valid")
+                .records
+                .is_none()
         );
+        value["payload"] = serde_json::json!(42);
+        assert!(parse_failure_object(&value.to_string()).is_err());
     }
 }

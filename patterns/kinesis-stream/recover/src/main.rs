@@ -1,33 +1,33 @@
-//! `kinesis-recover`: recovers the records of Kinesis batches that ended in the on-failure
-//! destination: an S3 bucket (the records are in the objects) or an SQS queue (metadata only: the
-//! records are read back from the stream while it retains them).
+//! `kinesis-recover`: recovers the records of Kinesis batches the event source gave up on.
 //!
 //! ```text
-//! kinesis-recover (--bucket <on-failure-bucket> | --queue <on-failure-queue-url>) [--table <events-table>]
-//!                 [--replay consumer|stream|dry-run] [--max N]
+//! kinesis-recover --bucket <on-failure-bucket> [--table <events-table>] [--replay consumer|stream|dry-run] [--max N]
+//! kinesis-recover --queue <on-failure-queue-url> [--table <events-table>] [--replay consumer|stream|dry-run] [--max N]
+//! kinesis-recover --from-file <s3-failure-object.json>... [--table <events-table>] [--replay consumer|stream|dry-run]
 //! ```
-//! Honours `AWS_ENDPOINT_URL`, so it works against AWS and the local stack alike.
+//! `--bucket` reads the objects an Amazon S3 destination (this pattern's) wrote, whose records are
+//! inside, and deletes each once recovered; `--queue` reads the metadata an SQS destination keeps
+//! and fetches the records from the stream; `--from-file` reads downloaded S3 objects. Honours `AWS_ENDPOINT_URL`, so it works against
+//! AWS and the local stack alike.
+
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use kinesis_stream_recover::{Recovery, Replay, recover, recover_bucket};
+use kinesis_stream_recover::{Recovered, Recovery, Replay, recover, recover_bucket, recover_file};
 
-const USAGE: &str = "usage: kinesis-recover (--bucket NAME | --queue URL) [--table NAME] [--replay consumer|stream|dry-run] [--max N]";
-
-/// Where the failed batches are kept.
-enum Source {
-    Bucket(String),
-    Queue(String),
-}
+const USAGE: &str = "usage: kinesis-recover (--bucket NAME [--max N] | --queue URL [--max N] | --from-file PATH...) [--table NAME] [--replay consumer|stream|dry-run]";
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let (mut queue, mut bucket, mut table, mut replay, mut max) =
         (None, None, None, Replay::Consumer, 100);
+    let mut files: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--queue" => queue = Some(args.next().context("--queue needs a URL")?),
             "--bucket" => bucket = Some(args.next().context("--bucket needs a name")?),
+            "--from-file" => files.push(args.next().context("--from-file needs a path")?.into()),
             "--table" => table = Some(args.next().context("--table needs a name")?),
             "--max" => {
                 max = args
@@ -51,11 +51,12 @@ async fn main() -> Result<()> {
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
     }
-    let source = match (bucket, queue) {
-        (Some(bucket), None) => Source::Bucket(bucket),
-        (None, Some(queue)) => Source::Queue(queue),
-        _ => bail!("give exactly one of --bucket and --queue\n{USAGE}"),
-    };
+    let sources = usize::from(queue.is_some())
+        + usize::from(bucket.is_some())
+        + usize::from(!files.is_empty());
+    if sources != 1 {
+        bail!("give one of --bucket, --queue and --from-file\n{USAGE}");
+    }
     let sdk = aws_setup::load().await;
     let consumer = match (replay, table) {
         (Replay::Consumer, None) => {
@@ -84,38 +85,66 @@ async fn main() -> Result<()> {
         consumer,
         replay,
     };
-    let (report, place) = match &source {
-        Source::Bucket(bucket) => (recover_bucket(&recovery, bucket, max).await?, bucket),
-        Source::Queue(queue) => (recover(&recovery, queue, max).await?, queue),
-    };
-    if report.is_empty() {
-        println!("no failed batches in {place}");
+    if let Some(bucket) = bucket {
+        let report = recover_bucket(&recovery, &bucket, max).await?;
+        if report.is_empty() {
+            println!("no failed batches in {bucket}");
+        }
+        for r in &report {
+            let outcome = if r.deleted {
+                "failure record deleted"
+            } else {
+                "failure record kept"
+            };
+            println!("{}; {outcome}", line(r, replay, false));
+        }
+        if report.iter().any(|r| !r.deleted) && replay != Replay::DryRun {
+            std::process::exit(3);
+        }
+        return Ok(());
     }
-    for r in &report {
-        println!(
-            "{} {}..{}: {} of {} {}, {} expired, {} still failing{}",
-            r.shard_id,
-            r.start,
-            r.end,
-            r.recovered,
-            r.expected,
-            if replay == Replay::DryRun {
-                "still retained (dry run)"
-            } else {
-                "recovered"
-            },
-            r.expired,
-            r.still_failing,
-            if r.deleted {
-                "; failure record deleted"
-            } else {
-                "; failure record kept"
+    let incomplete = match queue {
+        Some(queue) => {
+            let report = recover(&recovery, &queue, max).await?;
+            if report.is_empty() {
+                println!("no failure messages in {queue}");
             }
-        );
-    }
-    let incomplete = report.iter().any(|r| !r.deleted) && replay != Replay::DryRun;
-    if incomplete {
+            for r in &report {
+                let outcome = if r.deleted {
+                    "failure message deleted"
+                } else {
+                    "failure message kept"
+                };
+                println!("{}; {outcome}", line(r, replay, false));
+            }
+            report.iter().any(|r| !r.deleted)
+        }
+        None => {
+            let mut incomplete = false;
+            for file in &files {
+                let r = recover_file(&recovery, file).await?;
+                println!("{}: {}", file.display(), line(&r, replay, true));
+                incomplete |= !r.complete;
+            }
+            incomplete
+        }
+    };
+    if incomplete && replay != Replay::DryRun {
         std::process::exit(3);
     }
     Ok(())
+}
+
+/// One report line. (`make demo` reads "N of M still retained" from a queue's dry run.)
+fn line(r: &Recovered, replay: Replay, from_file: bool) -> String {
+    let (found, gone) = match (replay == Replay::DryRun, from_file) {
+        (true, false) => ("still retained (dry run)", "expired"),
+        (true, true) => ("in the file (dry run)", "missing from the file"),
+        (false, false) => ("recovered", "expired"),
+        (false, true) => ("recovered", "missing from the file"),
+    };
+    format!(
+        "{} {}..{}: {} of {} {found}, {} {gone}, {} still failing",
+        r.shard_id, r.start, r.end, r.recovered, r.expected, r.expired, r.still_failing,
+    )
 }

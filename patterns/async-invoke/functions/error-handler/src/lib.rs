@@ -1,14 +1,18 @@
 //! async-invoke error handler: records a job as `FAILED` with its parameters and the error.
 //!
 //! It is the processor's on-failure destination, so it receives Lambda's destination record:
-//! `requestContext` (condition, approximate invoke count), `requestPayload` (the job request) and
-//! `responsePayload` (`errorMessage`, `errorType`). If it cannot record the failure, it fails
-//! itself, and its own on-failure destination (an EventBridge bus with an archive) keeps the event
-//! for replay.
+//! `requestContext` (request id, condition, approximate invoke count), `requestPayload` (the job
+//! request) and `responsePayload` (`errorMessage`, `errorType`). If it cannot record the failure,
+//! it fails itself, and its own on-failure destination (an EventBridge bus with an archive) keeps
+//! the event for replay.
+//!
+//! A failure is not recorded over a success, nor over a job another run holds under a live lease
+//! (that run will record its own outcome); a lease held under the record's own request id is the
+//! failed invocation's, and an expired or released lease is nobody's.
 
 use std::sync::Arc;
 
-use async_invoke_jobs::{DynamoDbJobs, Failure, JobRequest, JobStore, StoreError};
+use async_invoke_jobs::{DynamoDbJobs, Failure, JobRequest, JobStore, StoreError, Transition};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +23,9 @@ pub use dynamo_writer::{MissingVariable as ConfigError, TableConfig as Config};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContext {
+    /// The failed invocation's request id.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// `RetriesExhausted` or `EventAgeExceeded`.
     #[serde(default)]
     pub condition: String,
@@ -40,21 +47,50 @@ pub struct DestinationRecord {
     pub response_payload: Option<Value>,
 }
 
+/// How many EventBridge envelopes [`DestinationRecord::from_event`] opens at most. Each replay
+/// that fails again adds one (the replayed event becomes the `requestPayload` of the handler's
+/// own failure, which is archived and replayed in turn); eight is far beyond any real chain, and
+/// a bound keeps a malformed or looping event from being chased forever.
+pub const MAX_ENVELOPES: usize = 8;
+
+/// Why an event is not a destination record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The (innermost) event does not have the shape of a destination record.
+    #[error("event is not a Lambda destination record")]
+    NotARecord(#[source] serde_json::Error),
+    /// More EventBridge envelopes than [`MAX_ENVELOPES`].
+    #[error("event is wrapped in more than {MAX_ENVELOPES} EventBridge envelopes")]
+    TooDeep,
+}
+
 impl DestinationRecord {
     /// Reads the record from what the handler was invoked with: the destination record itself
     /// (from Lambda), or an EventBridge event replayed from the failure archive, whose `detail`
     /// is the destination record of the handler's own failed invoke, and whose
-    /// `detail.requestPayload` is therefore the original record.
-    pub fn from_event(event: Value) -> Result<Self, serde_json::Error> {
-        if event.get("detail-type").is_some() {
-            let inner = event
-                .get("detail")
-                .and_then(|d| d.get("requestPayload"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            return serde_json::from_value(inner);
+    /// `detail.requestPayload` is therefore the original record. If the replayed invoke failed
+    /// too and was replayed again, that `requestPayload` is itself such an event: envelopes are
+    /// opened until the record appears, at most [`MAX_ENVELOPES`] of them.
+    pub fn from_event(event: Value) -> Result<Self, RecordError> {
+        let mut event = event;
+        let mut opened = 0;
+        while event.get("detail-type").is_some() {
+            if opened == MAX_ENVELOPES {
+                return Err(RecordError::TooDeep);
+            }
+            event = match event {
+                Value::Object(mut envelope) => envelope
+                    .remove("detail")
+                    .and_then(|detail| match detail {
+                        Value::Object(mut detail) => detail.remove("requestPayload"),
+                        _ => None,
+                    })
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            opened += 1;
         }
-        serde_json::from_value(event)
+        serde_json::from_value(event).map_err(RecordError::NotARecord)
     }
 
     /// The failure to record.
@@ -72,6 +108,11 @@ impl DestinationRecord {
             error_type: field("errorType"),
             attempts: self.request_context.approximate_invoke_count,
             condition: self.request_context.condition.clone(),
+            request_id: self
+                .request_context
+                .request_id
+                .clone()
+                .filter(|id| !id.is_empty()),
         }
     }
 }
@@ -81,8 +122,8 @@ impl DestinationRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// The event is neither a destination record nor a replayed one.
-    #[error("event is not a Lambda destination record")]
-    NotARecord(#[source] serde_json::Error),
+    #[error(transparent)]
+    NotARecord(#[from] RecordError),
     /// The jobs table could not be written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -117,7 +158,7 @@ impl ErrorHandler {
     /// Records the failed job described by `event` (a destination record, or a replayed
     /// EventBridge event carrying one).
     pub async fn handle_event(&self, event: Value) -> Result<Value, HandlerError> {
-        let record = DestinationRecord::from_event(event).map_err(HandlerError::NotARecord)?;
+        let record = DestinationRecord::from_event(event)?;
         Ok(self.handle(record).await?)
     }
 
@@ -135,14 +176,28 @@ impl ErrorHandler {
                     "jobs table write failed"
                 );
             })?;
-        tracing::info!(
-            job_id = %record.request_payload.job_id,
-            condition = %failure.condition,
-            attempts = failure.attempts,
-            transition = ?transition,
-            "job failure recorded"
-        );
-        Ok(json!({ "jobId": record.request_payload.job_id, "status": "FAILED" }))
+        let job_id = &record.request_payload.job_id;
+        let request_id = failure.request_id.as_deref().unwrap_or_default();
+        match transition {
+            Transition::Applied => {
+                tracing::info!(
+                    job_id = %job_id,
+                    request_id,
+                    condition = %failure.condition,
+                    attempts = failure.attempts,
+                    "job failure recorded"
+                );
+                Ok(json!({ "jobId": job_id, "status": "FAILED" }))
+            }
+            Transition::Skipped => {
+                tracing::info!(
+                    job_id = %job_id,
+                    request_id,
+                    "job succeeded or is held by another live run; failure not recorded"
+                );
+                Ok(json!({ "jobId": job_id, "skipped": true }))
+            }
+        }
     }
 }
 
@@ -151,7 +206,7 @@ mod tests {
     use super::*;
 
     fn record() -> Value {
-        json!({"version": "1.0", "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        json!({"version": "1.0", "requestContext": {"requestId": "inv-1", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
                "requestPayload": {"jobId": "j1", "parameters": {"seconds": 1}},
                "responsePayload": {"errorMessage": "job failed: boom", "errorType": "JobError"}})
     }
@@ -162,10 +217,60 @@ mod tests {
         assert_eq!(direct.request_payload.job_id, "j1");
         assert_eq!(direct.failure().attempts, 3);
         assert_eq!(direct.failure().message, "job failed: boom");
+        assert_eq!(direct.failure().request_id.as_deref(), Some("inv-1"));
         let replayed = json!({"detail-type": "Lambda Function Invocation Result - Failure", "source": "lambda",
                               "replay-name": "r1", "detail": {"requestPayload": record()}});
         let unwrapped = DestinationRecord::from_event(replayed).expect("record");
         assert_eq!(unwrapped.request_payload.job_id, "j1");
-        assert!(DestinationRecord::from_event(json!({"hello": 1})).is_err());
+        assert!(matches!(
+            DestinationRecord::from_event(json!({"hello": 1})),
+            Err(RecordError::NotARecord(_))
+        ));
+    }
+
+    /// `record` wrapped in `depth` archived-and-replayed failures of the error handler.
+    fn wrapped(depth: usize) -> Value {
+        (0..depth).fold(record(), |inner, n| {
+            json!({"detail-type": "Lambda Function Invocation Result - Failure", "source": "lambda",
+                   "replay-name": format!("r{n}"),
+                   "detail": {"requestContext": {"requestId": format!("handler-{n}")},
+                              "requestPayload": inner,
+                              "responsePayload": {"errorMessage": "jobs table write failed"}}})
+        })
+    }
+
+    #[test]
+    fn a_replay_of_a_replay_is_unwrapped_to_the_original_record() {
+        for depth in 2..=MAX_ENVELOPES {
+            let unwrapped = DestinationRecord::from_event(wrapped(depth)).expect("record");
+            assert_eq!(unwrapped.request_payload.job_id, "j1", "depth {depth}");
+            assert_eq!(
+                unwrapped.failure().message,
+                "job failed: boom",
+                "the processor's error, not the handler's"
+            );
+            assert_eq!(
+                unwrapped.failure().request_id.as_deref(),
+                Some("inv-1"),
+                "the processor's invocation, not the handler's"
+            );
+        }
+    }
+
+    #[test]
+    fn more_envelopes_than_the_bound_are_refused_clearly() {
+        let error =
+            DestinationRecord::from_event(wrapped(MAX_ENVELOPES + 1)).expect_err("too deep");
+        assert!(matches!(error, RecordError::TooDeep));
+        assert_eq!(
+            error.to_string(),
+            "event is wrapped in more than 8 EventBridge envelopes"
+        );
+        let hollow =
+            json!({"detail-type": "x", "detail": {"requestPayload": {"detail-type": "y"}}});
+        assert!(matches!(
+            DestinationRecord::from_event(hollow),
+            Err(RecordError::NotARecord(_))
+        ));
     }
 }

@@ -1,7 +1,7 @@
 //! Lambda entry point of the async-invoke processor: wiring only.
 
 use async_invoke_jobs::JobRequest;
-use async_invoke_processor::{Config, Processor};
+use async_invoke_processor::{Config, Invocation, Processor};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     let processor = &processor;
     run(service_fn(
         move |event: LambdaEvent<JobRequest>| async move {
-            Ok::<_, Error>(processor.handle(event.payload).await?)
+            let invocation = Invocation::from_context(&event.context);
+            Ok::<_, Error>(processor.handle(event.payload, &invocation).await?)
         },
     ))
     .await

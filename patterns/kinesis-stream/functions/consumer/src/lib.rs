@@ -9,6 +9,11 @@
 //!   the event source retries it, bisects around it, and finally hands its metadata to the
 //!   on-failure destination. Failures are reported by the lowest failed sequence number, as Lambda
 //!   requires to checkpoint.
+//! - A record that `kinesis-recover --replay stream` put back on the stream carries its original
+//!   sequence number in an envelope ([`replay`]); the guard compares that one, so a replayed old
+//!   record never overwrites newer data.
+
+pub mod replay;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -113,6 +118,9 @@ pub enum RecordError {
     /// The partition key is empty or the sequence number invalid.
     #[error("record has an empty partition key or an invalid sequence number")]
     BadRecord,
+    /// The record is a replay envelope that cannot be used.
+    #[error(transparent)]
+    BadReplay(#[from] replay::EnvelopeError),
     /// The write failed and must be retried.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -211,6 +219,31 @@ pub fn build_item(
         });
     }
     let payload: Value = serde_json::from_slice(&bytes).map_err(RecordError::NotJson)?;
+    // A replayed record stands for its original: original sequence number (the guard), payload,
+    // shard and arrival; its own sequence number is kept beside them.
+    let (payload, guard, shard, arrival, replay_of) = match replay::Replayed::from_payload(&payload)
+    {
+        None => (
+            payload,
+            sequence.clone(),
+            record.shard_id().map(str::to_owned),
+            kinesis.approximate_arrival_timestamp,
+            None,
+        ),
+        Some(envelope) => {
+            let envelope = envelope?;
+            (
+                envelope.original_payload()?,
+                envelope.original_sequence(&sequence)?,
+                envelope
+                    .shard_id
+                    .clone()
+                    .or_else(|| record.shard_id().map(str::to_owned)),
+                envelope.approximate_arrival_timestamp,
+                Some(sequence),
+            )
+        }
+    };
     let mut item = Item::new();
     item.insert(
         KEY_ATTRIBUTE.into(),
@@ -219,24 +252,30 @@ pub fn build_item(
     item.insert("payload".into(), json_to_attribute(&payload));
     item.insert(
         "sequenceNumber".into(),
-        AttributeValue::S(sequence.as_str().to_owned()),
+        AttributeValue::S(guard.as_str().to_owned()),
     );
     item.insert(
         VERSION_ATTRIBUTE.into(),
-        AttributeValue::S(sequence.sortable()),
+        AttributeValue::S(guard.sortable()),
     );
     item.insert(
         "storedAt".into(),
         AttributeValue::N(stored_at_millis.to_string()),
     );
-    if let Some(arrival) = kinesis.approximate_arrival_timestamp {
+    if let Some(arrival) = arrival {
         item.insert(
             "arrivedAt".into(),
             AttributeValue::N(((arrival * 1000.0) as u64).to_string()),
         );
     }
-    if let Some(shard) = record.shard_id() {
-        item.insert("shardId".into(), AttributeValue::S(shard.to_owned()));
+    if let Some(shard) = shard {
+        item.insert("shardId".into(), AttributeValue::S(shard));
+    }
+    if let Some(own) = replay_of {
+        item.insert(
+            "replaySequenceNumber".into(),
+            AttributeValue::S(own.as_str().to_owned()),
+        );
     }
     if let Some(arn) = record.event_source_arn.as_deref() {
         item.insert("sourceArn".into(), AttributeValue::S(arn.to_owned()));
@@ -356,6 +395,93 @@ mod tests {
         let items = store.items();
         assert_eq!(items.len(), 1);
         assert_eq!(items["k"]["sequenceNumber"], AttributeValue::S("10".into()));
+    }
+
+    fn replay_of(original: &str, replay_sequence: &str, payload: &[u8]) -> KinesisEventRecord {
+        let envelope =
+            replay::Replayed::new(original, Some("shardId-000000000000"), Some(1.0), payload);
+        record("k", replay_sequence, &envelope.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_replayed_record_is_guarded_by_its_original_sequence_number() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 1024);
+        // k:5 failed; k:7 was stored meanwhile; k:5 is replayed onto the stream as k:9.
+        let newer = KinesisEvent {
+            records: vec![record("k", "7", br#"{"v":7}"#)],
+        };
+        assert!(
+            consumer
+                .handle(newer)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        let replayed = KinesisEvent {
+            records: vec![replay_of("5", "9", br#"{"v":5}"#)],
+        };
+        assert!(
+            consumer
+                .handle(replayed)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        assert_eq!(
+            store.items()["k"]["sequenceNumber"],
+            AttributeValue::S("7".into())
+        );
+
+        // A replay newer than what is stored lands, with its original sequence number.
+        let replayed = KinesisEvent {
+            records: vec![replay_of("8", "10", br#"{"v":8}"#)],
+        };
+        assert!(
+            consumer
+                .handle(replayed)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        let item = &store.items()["k"];
+        assert_eq!(item["sequenceNumber"], AttributeValue::S("8".into()));
+        assert_eq!(item["replaySequenceNumber"], AttributeValue::S("10".into()));
+        let AttributeValue::M(payload) = &item["payload"] else {
+            panic!("payload map")
+        };
+        assert_eq!(payload["v"], AttributeValue::N("8".into()));
+        // And the replay carrying it changes nothing when it comes again.
+        let again = KinesisEvent {
+            records: vec![replay_of("8", "11", br#"{"v":"other"}"#)],
+        };
+        assert!(
+            consumer
+                .handle(again)
+                .await
+                .expect("ok")
+                .batch_item_failures
+                .is_empty()
+        );
+        assert_eq!(
+            store.items()["k"]["replaySequenceNumber"],
+            AttributeValue::S("10".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_envelope_claiming_a_newer_sequence_than_its_own_is_refused() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 1024);
+        let forged = KinesisEvent {
+            records: vec![replay_of(&"9".repeat(100), "12", br#"{"v":"forever"}"#)],
+        };
+        let response = consumer.handle(forged).await.expect("answered");
+        assert_eq!(failures(&response), ["12"]);
+        assert!(store.items().is_empty());
     }
 
     #[tokio::test]

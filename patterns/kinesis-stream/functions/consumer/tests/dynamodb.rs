@@ -185,3 +185,57 @@ async fn throttling_and_server_errors_are_retried_within_the_invocation() {
         Some(("2".into(), "b2".into()))
     );
 }
+
+#[tokio::test]
+async fn a_record_replayed_onto_the_stream_never_overwrites_newer_data_in_dynamodb() {
+    use kinesis_stream_consumer::replay::Replayed;
+    let (client, table, consumer) = setup().await;
+    // k:20 is stored; k:15 had failed and comes back through the stream as k:30.
+    assert!(no_failures(
+        &consumer
+            .handle(KinesisEvent {
+                records: vec![record("k", "20", r#"{"v":"newer"}"#)],
+            })
+            .await
+            .expect("answered")
+    ));
+    let replay = |original: &str, own: &str, payload: &str| {
+        let mut r = record("k", own, "");
+        r.kinesis.data = base64::engine::general_purpose::STANDARD.encode(
+            Replayed::new(
+                original,
+                Some("shardId-000000000000"),
+                None,
+                payload.as_bytes(),
+            )
+            .to_bytes(),
+        );
+        r
+    };
+    assert!(no_failures(
+        &consumer
+            .handle(KinesisEvent {
+                records: vec![replay("15", "30", r#"{"v":"older"}"#)],
+            })
+            .await
+            .expect("answered")
+    ));
+    assert_eq!(
+        stored(&client, &table, "k").await,
+        Some(("20".into(), "newer".into())),
+        "the replayed older record lost to the newer one"
+    );
+    // A replay of a record newer than the stored one is applied, under its original number.
+    assert!(no_failures(
+        &consumer
+            .handle(KinesisEvent {
+                records: vec![replay("25", "31", r#"{"v":"recovered"}"#)],
+            })
+            .await
+            .expect("answered")
+    ));
+    assert_eq!(
+        stored(&client, &table, "k").await,
+        Some(("25".into(), "recovered".into()))
+    );
+}

@@ -8,7 +8,14 @@
 //! - the write is conditional (`attribute_not_exists`), so a redelivery neither duplicates nor
 //!   overwrites; a throttled or failed write is reported for retry;
 //! - the payload is stored whole as one attribute, beside receive metadata, so a client's body can
-//!   never overwrite the item's key or metadata.
+//!   never overwrite the item's key or metadata, and beside `payloadHash`, a SHA-256 of the body
+//!   as parsed JSON (key order and whitespace do not count);
+//! - when the key is taken, the stored item comes back with the failed condition: the same hash
+//!   is a true duplicate (an SQS redelivery, a client retry) and changes nothing; a different
+//!   hash is a *conflict*, another event reusing the id. The original stays untouched, and the
+//!   newcomer is stored beside it as a conflict item (`conflict#<eventId>#<payloadHash>`, `kind:
+//!   conflict`), conditionally, so recording it again changes nothing. A warning names the event
+//!   and message ids (never the payload).
 //!
 //! Records of a batch are written concurrently, up to a bound.
 
@@ -18,14 +25,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use batch_consumer::{BatchError, process_sqs_batch};
-use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, json_to_attribute};
+use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, Written, json_to_attribute};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 /// Partition key attribute of the events table (`KeySchema` in the template).
 pub const KEY_ATTRIBUTE: &str = "eventId";
 
-/// Longest accepted `eventId`, in bytes (DynamoDB allows 2048 for a partition key).
+/// Longest accepted `eventId`, in bytes (DynamoDB allows 2048 for a partition key, which leaves
+/// room for the key of a conflict item: [`conflict_key`]).
 pub const MAX_EVENT_ID_LEN: usize = 1024;
+
+/// Attribute holding the SHA-256 (hex) of the payload as parsed JSON: [`payload_hash`].
+pub const HASH_ATTRIBUTE: &str = "payloadHash";
+
+/// `kind` of an item holding an event.
+pub const KIND_EVENT: &str = "event";
+
+/// `kind` of an item recording a conflicting duplicate: an event whose id was already taken by
+/// an event with another payload.
+pub const KIND_CONFLICT: &str = "conflict";
 
 /// Settings of the consumer, read once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,14 +151,121 @@ impl Consumer {
 
     async fn store_record(&self, record: SqsMessage) -> Result<(), RecordError> {
         let item = build_item(&record, now_millis())?;
-        let outcome = self.store.put_if_absent(item).await?;
-        if outcome == PutOutcome::AlreadyExists {
-            tracing::info!(
-                message_id = record.message_id.as_deref().unwrap_or_default(),
-                "event already stored; redelivery ignored"
-            );
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        match self.store.put_if_absent_or_get(item.clone()).await? {
+            Written::Created => Ok(()),
+            Written::Exists(Some(existing)) if same_payload(&existing, &item) => {
+                tracing::info!(message_id, "event already stored; duplicate ignored");
+                Ok(())
+            }
+            Written::Exists(existing) => self.record_conflict(item, existing, message_id).await,
+        }
+    }
+
+    /// Stores `item`, whose key is taken by `existing` with another payload, as a conflict item.
+    async fn record_conflict(
+        &self,
+        item: Item,
+        existing: Option<Item>,
+        message_id: &str,
+    ) -> Result<(), RecordError> {
+        let event_id = string(&item, KEY_ATTRIBUTE).to_owned();
+        let original_message_id = existing
+            .as_ref()
+            .map(|e| string(e, "messageId").to_owned())
+            .unwrap_or_default();
+        let conflict = conflict_item(item, existing.as_ref());
+        match self.store.put_if_absent(conflict).await? {
+            PutOutcome::Created => tracing::warn!(
+                event_id = %event_id,
+                message_id,
+                original_message_id = %original_message_id,
+                "eventId reused with a different payload: original kept, newcomer recorded as a conflict item"
+            ),
+            PutOutcome::AlreadyExists => tracing::info!(
+                event_id = %event_id,
+                message_id,
+                "conflict already recorded; duplicate ignored"
+            ),
         }
         Ok(())
+    }
+}
+
+fn string<'a>(item: &'a Item, attribute: &str) -> &'a str {
+    match item.get(attribute) {
+        Some(AttributeValue::S(s)) => s,
+        _ => "",
+    }
+}
+
+/// Whether `existing` holds the same payload as `new`: by their hashes, or for an item stored
+/// before hashes were (it has none) by the payload attributes themselves.
+pub fn same_payload(existing: &Item, new: &Item) -> bool {
+    match existing.get(HASH_ATTRIBUTE) {
+        Some(hash) => Some(hash) == new.get(HASH_ATTRIBUTE),
+        None => existing.get("payload") == new.get("payload"),
+    }
+}
+
+/// The key of the conflict item for an event id and the conflicting payload's hash: one item per
+/// distinct conflicting payload, so a redelivery or retry of the same conflicting event finds
+/// its record already there.
+pub fn conflict_key(event_id: &str, payload_hash: &str) -> String {
+    format!("conflict#{event_id}#{payload_hash}")
+}
+
+/// The conflict item for `item` (built by [`build_item`]) whose key `existing` holds.
+pub fn conflict_item(mut item: Item, existing: Option<&Item>) -> Item {
+    let event_id = string(&item, KEY_ATTRIBUTE).to_owned();
+    let key = conflict_key(&event_id, string(&item, HASH_ATTRIBUTE));
+    item.insert(KEY_ATTRIBUTE.into(), AttributeValue::S(key));
+    item.insert("kind".into(), AttributeValue::S(KIND_CONFLICT.into()));
+    item.insert("conflictOf".into(), AttributeValue::S(event_id));
+    if let Some(AttributeValue::S(original)) = existing.and_then(|e| e.get("messageId")) {
+        item.insert(
+            "originalMessageId".into(),
+            AttributeValue::S(original.clone()),
+        );
+    }
+    item
+}
+
+/// SHA-256 (hex) of `payload` written canonically: object keys sorted at every level, no
+/// whitespace. Two bodies that parse to the same JSON have the same hash.
+pub fn payload_hash(payload: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(payload, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -155,6 +281,11 @@ pub fn build_item(record: &SqsMessage, stored_at_millis: u128) -> Result<Item, R
     };
     let mut item = Item::new();
     item.insert(KEY_ATTRIBUTE.into(), AttributeValue::S(event_id));
+    item.insert("kind".into(), AttributeValue::S(KIND_EVENT.into()));
+    item.insert(
+        HASH_ATTRIBUTE.into(),
+        AttributeValue::S(payload_hash(&payload)),
+    );
     item.insert("payload".into(), json_to_attribute(&payload));
     item.insert("messageId".into(), AttributeValue::S(message_id));
     item.insert(
@@ -283,35 +414,95 @@ mod tests {
         assert!(items.contains_key("a") && items.contains_key("m3"));
     }
 
+    fn batch(records: &[(&str, &str)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "body": body}))
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("valid event")
+    }
+
+    async fn no_failures(consumer: &Consumer, records: &[(&str, &str)]) {
+        let response = consumer.handle(batch(records)).await.expect("answered");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{:?}",
+            response.batch_item_failures
+        );
+    }
+
     #[tokio::test]
-    async fn redelivery_neither_duplicates_nor_overwrites() {
+    async fn a_true_duplicate_neither_duplicates_nor_overwrites() {
         let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
         let consumer = Consumer::new(store.clone(), 4);
-        let first: SqsEvent = serde_json::from_value(json!({"Records": [
-            {"messageId": "m1", "body": "{\"eventId\":\"e\",\"v\":1}"}]}))
-        .expect("valid event");
-        let again: SqsEvent = serde_json::from_value(json!({"Records": [
-            {"messageId": "m9", "body": "{\"eventId\":\"e\",\"v\":2}"}]}))
-        .expect("valid event");
-        assert!(
-            consumer
-                .handle(first)
-                .await
-                .expect("ok")
-                .batch_item_failures
-                .is_empty()
-        );
-        assert!(
-            consumer
-                .handle(again)
-                .await
-                .expect("ok")
-                .batch_item_failures
-                .is_empty()
-        );
+        no_failures(&consumer, &[("m1", r#"{"eventId":"e","v":1,"w":[1,2]}"#)]).await;
+        // A client retry: another message, the same JSON with other key order and spacing.
+        no_failures(
+            &consumer,
+            &[("m9", r#"{ "w": [1, 2], "v": 1, "eventId": "e" }"#)],
+        )
+        .await;
+        // An SQS redelivery: the same message again.
+        no_failures(&consumer, &[("m1", r#"{"eventId":"e","v":1,"w":[1,2]}"#)]).await;
         let items = store.items();
-        assert_eq!(items.len(), 1);
+        assert_eq!(items.len(), 1, "{items:?}");
         assert_eq!(items["e"]["messageId"], AttributeValue::S("m1".into()));
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_duplicate_is_recorded_beside_the_untouched_original() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4);
+        no_failures(&consumer, &[("m1", r#"{"eventId":"e","v":1}"#)]).await;
+        no_failures(&consumer, &[("m2", r#"{"eventId":"e","v":2}"#)]).await;
+        // Its redelivery, and a retry of the same conflicting body, record nothing more.
+        no_failures(&consumer, &[("m2", r#"{"eventId":"e","v":2}"#)]).await;
+        no_failures(&consumer, &[("m3", r#"{"v":2,"eventId":"e"}"#)]).await;
+
+        let items = store.items();
+        assert_eq!(items.len(), 2, "{items:?}");
+        let original = &items["e"];
+        assert_eq!(original["messageId"], AttributeValue::S("m1".into()));
+        assert_eq!(original["kind"], AttributeValue::S("event".into()));
+        let hash = payload_hash(&json!({"eventId": "e", "v": 2}));
+        let conflict = &items[&conflict_key("e", &hash)];
+        assert_eq!(conflict["kind"], AttributeValue::S("conflict".into()));
+        assert_eq!(conflict["conflictOf"], AttributeValue::S("e".into()));
+        assert_eq!(conflict["messageId"], AttributeValue::S("m2".into()));
+        assert_eq!(
+            conflict["originalMessageId"],
+            AttributeValue::S("m1".into())
+        );
+        assert_eq!(conflict["payloadHash"], AttributeValue::S(hash));
+        let AttributeValue::M(payload) = &conflict["payload"] else {
+            panic!("payload must be a map")
+        };
+        assert_eq!(payload["v"], AttributeValue::N("2".into()));
+    }
+
+    #[test]
+    fn payload_hash_ignores_key_order_and_whitespace_but_not_values() {
+        let a: Value =
+            serde_json::from_str(r#"{"a":1,"b":{"c":[true,null],"d":"x"}}"#).expect("json");
+        let b: Value =
+            serde_json::from_str(r#"{ "b": { "d": "x", "c": [ true, null ] }, "a": 1 }"#)
+                .expect("json");
+        assert_eq!(payload_hash(&a), payload_hash(&b));
+        assert_eq!(payload_hash(&a).len(), 64);
+        let c: Value =
+            serde_json::from_str(r#"{"a":1,"b":{"c":[null,true],"d":"x"}}"#).expect("json");
+        assert_ne!(payload_hash(&a), payload_hash(&c), "array order counts");
+        assert_ne!(payload_hash(&json!("1")), payload_hash(&json!(1)));
+    }
+
+    #[test]
+    fn an_item_stored_before_hashes_is_compared_by_its_payload() {
+        let new = build_item(&record("m-2", r#"{"eventId":"e","v":1}"#), 0).expect("item");
+        let mut legacy = build_item(&record("m-1", r#"{"eventId":"e","v":1}"#), 0).expect("item");
+        legacy.remove(HASH_ATTRIBUTE);
+        assert!(same_payload(&legacy, &new));
+        let other = build_item(&record("m-3", r#"{"eventId":"e","v":2}"#), 0).expect("item");
+        assert!(!same_payload(&legacy, &other));
     }
 
     #[test]

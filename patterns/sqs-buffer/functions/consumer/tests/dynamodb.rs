@@ -79,7 +79,7 @@ async fn redelivered_event_is_neither_duplicated_nor_overwritten_in_dynamodb() {
         .await
         .expect("first");
     let again = consumer
-        .handle(event(&[("m2", r#"{"eventId":"e","v":2}"#)]))
+        .handle(event(&[("m2", r#"{"v":1,"eventId":"e"}"#)]))
         .await
         .expect("again");
     assert!(
@@ -90,6 +90,79 @@ async fn redelivered_event_is_neither_duplicated_nor_overwritten_in_dynamodb() {
     let stored = items(&client, &table).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored["e"]["messageId"], AttributeValue::S("m1".into()));
+}
+
+#[tokio::test]
+async fn a_conflicting_duplicate_is_kept_as_a_conflict_item_and_the_original_is_untouched_in_dynamodb()
+ {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = table(&client).await;
+    let consumer = consumer(&client, &table);
+    consumer
+        .handle(event(&[("m1", r#"{"eventId":"e","v":1}"#)]))
+        .await
+        .expect("first");
+    let before = items(&client, &table).await["e"].clone();
+    for message in ["m2", "m2"] {
+        // The conflicting event, then its redelivery.
+        let answer = consumer
+            .handle(event(&[(message, r#"{"eventId":"e","v":2}"#)]))
+            .await
+            .expect("conflict");
+        assert!(
+            answer.batch_item_failures.is_empty(),
+            "a conflict is recorded, not retried into the DLQ"
+        );
+    }
+
+    let stored = items(&client, &table).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored["e"], before, "the original is left as it was");
+    let hash = sqs_buffer_consumer::payload_hash(&serde_json::json!({"eventId": "e", "v": 2}));
+    let conflict = &stored[&sqs_buffer_consumer::conflict_key("e", &hash)];
+    assert_eq!(conflict["kind"], AttributeValue::S("conflict".into()));
+    assert_eq!(conflict["conflictOf"], AttributeValue::S("e".into()));
+    assert_eq!(conflict["messageId"], AttributeValue::S("m2".into()));
+    assert_eq!(
+        conflict["originalMessageId"],
+        AttributeValue::S("m1".into())
+    );
+    let AttributeValue::M(payload) = &conflict["payload"] else {
+        panic!("payload must be a map")
+    };
+    assert_eq!(payload["v"], AttributeValue::N("2".into()));
+}
+
+#[tokio::test]
+async fn an_event_stored_without_a_hash_is_compared_by_its_payload_in_dynamodb() {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = table(&client).await;
+    // An item as the consumer wrote it before payload hashes existed.
+    let mut legacy = sqs_buffer_consumer::build_item(
+        &event(&[("m0", r#"{"eventId":"old","v":1}"#)]).records[0],
+        1,
+    )
+    .expect("item");
+    legacy.remove(sqs_buffer_consumer::HASH_ATTRIBUTE);
+    legacy.remove("kind");
+    client
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(legacy))
+        .send()
+        .await
+        .expect("legacy item");
+    let consumer = consumer(&client, &table);
+    consumer
+        .handle(event(&[("m1", r#"{"eventId":"old","v":1}"#)]))
+        .await
+        .expect("duplicate");
+    assert_eq!(items(&client, &table).await.len(), 1, "a true duplicate");
+    consumer
+        .handle(event(&[("m2", r#"{"eventId":"old","v":2}"#)]))
+        .await
+        .expect("conflict");
+    assert_eq!(items(&client, &table).await.len(), 2, "a conflict");
 }
 
 #[tokio::test]
