@@ -31,21 +31,19 @@ TEMPLATE ?= template.yaml
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
 
-# --no-compile: Python compiles each module when it is first imported; compiling every file of
-# SAM CLI, checkov and their dependencies up front took minutes of each fresh clone's run.
 $(VENV)/.installed: tools/requirements-local.txt tools/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r tools/requirements-local.txt -r tools/requirements-tools.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-local.txt -r tools/requirements-tools.txt
 	touch $@
 
 $(CHECKOV_VENV)/.installed: tools/requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r tools/requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-checkov.txt
 	touch $@
 
 $(CONTRACT_VENV)/.installed: tools/requirements-contract.txt
 	$(PYTHON) -m venv $(CONTRACT_VENV)
-	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r tools/requirements-contract.txt
+	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-contract.txt
 	touch $@
 
 .PHONY: venv
