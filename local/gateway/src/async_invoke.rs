@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
-use crate::functions::{Function, FunctionError};
+use crate::functions::{Function, FunctionError, InvokeError};
 
 /// `EventInvokeConfig` of one function.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,14 +131,26 @@ impl AsyncInvoker {
     ) {
         let queued = Instant::now();
         let mut attempts = 0u32;
+        let mut throttles = 0u32;
         let mut last_error: Option<FunctionError> = None;
         let condition = loop {
             if queued.elapsed() > config.max_age {
                 break "EventAgeExceeded";
             }
-            attempts += 1;
-            match function.invoke(payload.clone()).await {
+            // One request id for every attempt, as Lambda keeps it.
+            match function.invoke_as(payload.clone(), &request_id).await {
+                Err(InvokeError::Throttled { reason }) => {
+                    // Throttles return the event to Lambda's queue: retried with a growing wait
+                    // (1 s up to 5 min) until the event's maximum age, and not counted as a
+                    // retry attempt (invocation-async-error-handling.html).
+                    throttles += 1;
+                    let wait = self.retry_unit.mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
+                    tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
+                    tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
+                    continue;
+                }
                 Ok(answer) => {
+                    attempts += 1;
                     tracing::info!(function = %function.id, request_id = %request_id, attempts, "asynchronous invoke succeeded");
                     if let Some(destination) = &config.on_success {
                         let record = self.record(
@@ -154,7 +166,8 @@ impl AsyncInvoker {
                     }
                     return;
                 }
-                Err(error) => {
+                Err(InvokeError::Function(error)) => {
+                    attempts += 1;
                     tracing::warn!(function = %function.id, request_id = %request_id, attempt = attempts, error = %error, "asynchronous invoke failed");
                     last_error = Some(error);
                     if attempts > config.max_retries {
@@ -209,7 +222,7 @@ impl AsyncInvoker {
                 "functionError": if failed { json!("Unhandled") } else { Value::Null },
             },
             "responsePayload": match (error, answer) {
-                (Some(e), _) => json!({"errorMessage": e.message, "errorType": e.error_type}),
+                (Some(e), _) => e.payload(),
                 (None, Some(a)) => a,
                 (None, None) => Value::Null,
             },

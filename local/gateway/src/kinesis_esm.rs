@@ -27,7 +27,7 @@ use batch_consumer::kinesis::SequenceNumber;
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
-use crate::functions::Function;
+use crate::functions::{Function, InvokeError};
 
 /// How often an idle shard is polled (Lambda polls each shard about once a second; faster here
 /// keeps local runs and tests snappy).
@@ -213,7 +213,7 @@ pub enum Outcome {
 
 /// Interprets a function's answer for `batch` as Lambda does.
 pub fn outcome(
-    answer: &Result<Value, crate::functions::FunctionError>,
+    answer: &Result<Value, InvokeError>,
     batch: &[Record],
     report: bool,
 ) -> Outcome {
@@ -280,11 +280,20 @@ impl KinesisMapping {
                 s3: s3.clone(),
                 region: region.clone(),
             };
-            tokio::spawn(async move {
-                loop {
-                    if let Err(error) = poller.run().await {
-                        tracing::warn!(function = %poller.mapping.function.id, shard = %poller.shard, error = %format!("{error:#}"), "Kinesis poller failed; restarting");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+            // The checkpoint outlives a panic: a restarted poller resumes after it.
+            let poller = Arc::new(poller);
+            let name = format!("Kinesis poller of {} on {shard}", self.function.id);
+            crate::tasks::supervise(name, move || {
+                let poller = poller.clone();
+                async move {
+                    loop {
+                        match poller.run().await {
+                            Ok(()) => return, // the shard is closed and drained
+                            Err(error) => {
+                                tracing::warn!(function = %poller.mapping.function.id, shard = %poller.shard, error = %format!("{error:#}"), "Kinesis poller failed; restarting");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
                     }
                 }
             });
@@ -355,6 +364,7 @@ impl ShardPoller {
         let mut limit = m.batch_size;
         let mut retries = 0u32;
         let mut invokes = 0u32;
+        let mut throttled = 0u32;
         let mut window_started: Option<std::time::Instant> = None;
         loop {
             if pending.len() < m.batch_size
@@ -404,6 +414,14 @@ impl ShardPoller {
             let size = limit.min(pending.len());
             let batch: Vec<Record> = pending.iter().take(size).cloned().collect();
             let answer = m.function.invoke(self.event(&batch)).await;
+            if let Err(error @ InvokeError::Throttled { .. }) = &answer {
+                // A throttle is not an attempt: the same batch is tried again, later.
+                throttled = (throttled + 1).min(6);
+                tracing::warn!(function = %m.function.id, shard = %self.shard, error = %error, "throttled; retrying the batch");
+                tokio::time::sleep(Duration::from_millis(100 << throttled)).await;
+                continue;
+            }
+            throttled = 0;
             invokes += 1;
             match outcome(&answer, &batch, m.report_batch_item_failures) {
                 Outcome::Success => {
@@ -575,7 +593,7 @@ impl ShardPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::functions::FunctionError;
+    use crate::functions::{FunctionError, InvokeError};
 
     fn records(seqs: &[&str]) -> Vec<Record> {
         seqs.iter()
@@ -590,7 +608,7 @@ mod tests {
             .collect()
     }
 
-    fn failed(ids: &[&str]) -> Result<Value, FunctionError> {
+    fn failed(ids: &[&str]) -> Result<Value, InvokeError> {
         let items: Vec<Value> = ids.iter().map(|i| json!({"itemIdentifier": i})).collect();
         Ok(json!({ "batchItemFailures": items }))
     }
@@ -617,10 +635,7 @@ mod tests {
             outcome(&failed(&["12"]), &batch, true),
             Outcome::FailedFrom(0)
         );
-        let error = Err(FunctionError {
-            error_type: "E".into(),
-            message: "m".into(),
-        });
+        let error = Err(InvokeError::Function(FunctionError::new("E", "m")));
         assert_eq!(outcome(&error, &batch, true), Outcome::FailedFrom(0));
         assert_eq!(outcome(&error, &batch, false), Outcome::FailedFrom(0));
     }

@@ -15,10 +15,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::async_invoke::AsyncInvoker;
-use crate::functions::Function;
+use crate::functions::{Function, InvokeError, InvokeRequest};
+use base64::Engine as _;
 
 /// The functions the endpoint serves.
 #[derive(Debug)]
@@ -65,6 +66,9 @@ fn error(status: StatusCode, kind: &str, text: &str) -> Response {
     response
 }
 
+/// Largest request payload of a synchronous invoke (Lambda's quota, 6 MB).
+const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
+
 async fn invoke(
     State(api): State<Arc<LambdaApi>>,
     Path(name): Path<String>,
@@ -78,48 +82,91 @@ async fn invoke(
             &format!("Function not found: {name}"),
         );
     };
-    let payload: Value = if body.is_empty() {
-        json!({})
+    let kind = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    if body.len() > MAX_REQUEST_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            &format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"),
+        );
+    }
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json",
+        );
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => {
+        body
+    };
+    // `X-Amz-Client-Context` is base64-encoded JSON; the runtime receives it decoded.
+    let client_context = match headers.get("x-amz-client-context") {
+        None => None,
+        Some(value) => match value
+            .to_str()
+            .ok()
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+        {
+            Some(text) => Some(text),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContentException",
+                    "Client context must be a valid Base64-encoded JSON object.",
+                );
+            }
+        },
+    };
+    match kind {
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        "Event" => {
+            let Ok(event) = serde_json::from_slice(&payload) else {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "InvalidRequestContentException",
                     "Could not parse request body into json",
                 );
+            };
+            match api.invoker.invoke(&function.arn, event) {
+                Some(_) => StatusCode::ACCEPTED.into_response(),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFoundException",
+                    &format!("Function not found: {name}"),
+                ),
             }
         }
-    };
-    let kind = headers
-        .get("x-amz-invocation-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("RequestResponse");
-    match kind {
-        "DryRun" => StatusCode::NO_CONTENT.into_response(),
-        "Event" => match api.invoker.invoke(&function.arn, payload) {
-            Some(_) => StatusCode::ACCEPTED.into_response(),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                &format!("Function not found: {name}"),
-            ),
-        },
         "RequestResponse" => {
-            let mut response = match function.invoke(payload).await {
-                Ok(answer) => (StatusCode::OK, axum::Json(answer)).into_response(),
-                Err(e) => {
-                    let mut r = (
-                        StatusCode::OK,
-                        axum::Json(json!({"errorMessage": e.message, "errorType": e.error_type})),
-                    )
-                        .into_response();
+            let mut request = InvokeRequest::new(payload);
+            request.client_context = client_context;
+            let mut response = match function.invoke_raw(request).await {
+                Ok(answer) => (StatusCode::OK, answer).into_response(),
+                Err(InvokeError::Function(e)) => {
+                    let mut r = (StatusCode::OK, axum::Json(e.payload())).into_response();
                     r.headers_mut().insert(
                         "x-amz-function-error",
                         HeaderValue::from_static("Unhandled"),
                     );
                     r
+                }
+                Err(InvokeError::Throttled { reason }) => {
+                    let mut r = (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({"Reason": reason, "Type": "User", "message": "Rate Exceeded."})),
+                    )
+                        .into_response();
+                    r.headers_mut().insert(
+                        "x-amzn-errortype",
+                        HeaderValue::from_static("TooManyRequestsException"),
+                    );
+                    return r;
                 }
             };
             response.headers_mut().insert(

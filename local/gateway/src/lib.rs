@@ -2,10 +2,13 @@
 //! account.
 //!
 //! It reads the root template, follows the nested applications to the pattern templates,
-//! provisions their queues, tables and secrets in moto ([`stack`]), runs the functions' handlers
-//! in-process ([`functions`]), serves the HTTP APIs with their authorizers and integrations
-//! ([`http_api`]) and emulates the event source mappings ([`sqs_esm`]). Everything it does is read
-//! from the templates: change a batch size or a redrive count there and local behaviour follows.
+//! provisions their queues, tables and secrets in moto ([`stack`]), builds each function's own
+//! binary and runs it as Lambda does, a process per execution environment behind a Runtime API
+//! ([`functions`]), serves the HTTP and REST APIs with their authorizers and integrations
+//! ([`http_api`], [`rest_api`]) and emulates the event source mappings ([`sqs_esm`],
+//! [`kinesis_esm`]) and asynchronous invokes ([`async_invoke`]). Everything it does is read from
+//! the templates: change a batch size or a redrive count there and local behaviour follows. It
+//! knows no pattern: a function added to a template runs with no change here.
 
 pub mod apigw_helper;
 pub mod async_invoke;
@@ -20,6 +23,7 @@ pub mod sigv4;
 pub mod sqs_checks;
 pub mod sqs_esm;
 pub mod stack;
+pub mod tasks;
 
 /// Account id the local stack reports (moto's default account).
 pub const ACCOUNT_ID: &str = "123456789012";

@@ -26,7 +26,9 @@ fn default_python() -> String {
 fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
      [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
-     [--python PATH] [--async-retry-seconds N] [--lambda-port N]"
+     [--python PATH] [--async-retry-seconds N] [--lambda-port N] [--release] [--concurrency N]\n\
+     --release builds the functions with cargo's release profile; --concurrency caps the \
+     execution environments of a function without reserved concurrency (default 32)"
 }
 
 fn parse_args() -> Result<Options> {
@@ -41,6 +43,9 @@ fn parse_args() -> Result<Options> {
         python: default_python(),
         async_retry_unit: std::time::Duration::from_secs(1),
         lambda_port: 3100,
+        release: false,
+        concurrency: local_gateway::functions::DEFAULT_CONCURRENCY,
+        launcher: std::env::current_exe().context("cannot find the gateway's own executable")?,
     };
     let mut raw_overrides = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -63,6 +68,14 @@ fn parse_args() -> Result<Options> {
                     .parse()
                     .context("--lambda-port must be a port number")?
             }
+            "--release" => options.release = true,
+            "--concurrency" => {
+                options.concurrency = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .context("--concurrency must be a positive number")?
+            }
             "--async-retry-seconds" => {
                 let seconds: f64 = value()?
                     .parse()
@@ -83,9 +96,47 @@ fn parse_args() -> Result<Options> {
     Ok(options)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// The launcher of one execution environment (`local-gateway --run-environment <binary>`, run
+/// by the gateway itself): asks Linux to kill this process when the gateway dies, then becomes
+/// the function's binary, environment unchanged but for the launcher's own variable.
+fn launch_environment(binary: &std::ffi::OsStr) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let parent = std::env::var(local_gateway::functions::environment::PARENT_PID_VAR).ok();
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("cannot ask to die with the gateway")?;
+        // The gateway may have died before the request took effect: then go at once.
+        if parent.as_deref() != Some(&nix::unistd::getppid().to_string()) {
+            bail!("the local gateway is gone");
+        }
+    }
+    let error = std::process::Command::new(binary)
+        .env_remove(local_gateway::functions::environment::PARENT_PID_VAR)
+        .exec();
+    Err(error).with_context(|| format!("cannot run {}", std::path::Path::new(binary).display()))
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref()
+        == Some(std::ffi::OsStr::new(
+            local_gateway::functions::environment::LAUNCHER_FLAG,
+        ))
+    {
+        let binary = args.next().context("--run-environment needs a binary")?;
+        return launch_environment(&binary);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),

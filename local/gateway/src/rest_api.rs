@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::apigw_helper::Helper;
 use crate::async_invoke::AsyncInvoker;
 use crate::cfn::scalar_to_string;
-use crate::functions::Function;
+use crate::functions::{Function, InvokeError};
 use crate::sigv4::{SignedRequest, SigningKey};
 use crate::stack::Stack;
 
@@ -745,9 +745,17 @@ impl RestApi {
                     })?;
                 match function.invoke(payload).await {
                     Ok(answer) => (200, answer.to_string(), None),
-                    Err(e) => {
-                        let body = json!({"errorMessage": e.message, "errorType": e.error_type});
-                        (200, body.to_string(), Some(e.message))
+                    Err(InvokeError::Function(e)) => {
+                        (200, e.payload().to_string(), Some(e.message))
+                    }
+                    Err(error @ InvokeError::Throttled { .. }) => {
+                        // Lambda refused to run the function: the integration itself failed.
+                        tracing::warn!(function = %function.id, error = %error, "Lambda integration throttled");
+                        return Ok(message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
+                            &call.request_id,
+                        ));
                     }
                 }
             }

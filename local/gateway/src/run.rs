@@ -37,6 +37,12 @@ pub struct Options {
     pub async_retry_unit: std::time::Duration,
     /// Port of the Lambda Invoke API (0: a free one).
     pub lambda_port: u16,
+    /// Build the functions with cargo's release profile.
+    pub release: bool,
+    /// Execution environments per function without reserved concurrency.
+    pub concurrency: usize,
+    /// The executable that launches execution environments (the gateway's own).
+    pub launcher: PathBuf,
 }
 
 /// A running local stack.
@@ -73,9 +79,16 @@ pub async fn start(options: &Options) -> Result<Running> {
     let mut next_port = options.port;
     let mut described = serde_json::Map::new();
     // Functions first: asynchronous invokes and destinations may cross from one to another.
+    let binaries = functions::build::build_all(&stacks, options.release).await?;
+    let run_options = functions::RunOptions {
+        launcher: options.launcher.clone(),
+        endpoint: options.endpoint.clone(),
+        region: options.region.clone(),
+        default_concurrency: options.concurrency,
+    };
     let mut per_stack = Vec::new();
     for stack in &stacks {
-        per_stack.push(functions::load(stack, &sdk).await?);
+        per_stack.push(functions::load(stack, &binaries, &run_options)?);
     }
     let all_functions: Vec<_> = per_stack.iter().flatten().cloned().collect();
     let all_queues: HashMap<String, String> = stacks
@@ -106,10 +119,8 @@ pub async fn start(options: &Options) -> Result<Running> {
         all_functions.clone(),
         invoker.clone(),
     ));
-    tokio::spawn(async move {
-        if let Err(error) = lambda_api.serve(lambda_listener).await {
-            tracing::error!(error = %format!("{error:#}"), "Lambda API stopped");
-        }
+    serve_once("Lambda Invoke API".into(), async move {
+        lambda_api.serve(lambda_listener).await
     });
     let mut helper: Option<Arc<Helper>> = None;
     for (stack, functions) in stacks.iter().zip(per_stack) {
@@ -168,12 +179,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                 json!({ "baseUrl": base_url, "routes": api.route_keys() }),
             );
             let api = Arc::new(api);
-            tokio::spawn(async move {
-                let id = api.id.clone();
-                if let Err(error) = api.serve(listener).await {
-                    tracing::error!(api = %id, error = %format!("{error:#}"), "API server stopped");
-                }
-            });
+            serve_once(api.id.clone(), async move { api.serve(listener).await });
         }
         let has_rest = ["AWS::Serverless::Api", "AWS::ApiGateway::RestApi"]
             .iter()
@@ -206,12 +212,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                     json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind(), "examples": api.examples() }),
                 );
                 let api = Arc::new(api);
-                tokio::spawn(async move {
-                    let id = api.id.clone();
-                    if let Err(error) = api.serve(listener).await {
-                        tracing::error!(api = %id, error = %format!("{error:#}"), "API server stopped");
-                    }
-                });
+                serve_once(api.id.clone(), async move { api.serve(listener).await });
             }
         }
         let function_names: BTreeMap<String, String> = functions
@@ -259,7 +260,28 @@ pub async fn start(options: &Options) -> Result<Running> {
 /// Delivers a rule's events from the gateway's queue to the target function, asynchronously, as
 /// EventBridge invokes Lambda targets.
 fn start_delivery(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<AsyncInvoker>) {
+    let name = format!("rule delivery to {}", delivery.function_arn);
+    crate::tasks::supervise(name, move || {
+        let (delivery, sqs, invoker) = (delivery.clone(), sqs.clone(), invoker.clone());
+        async move { deliver(delivery, sqs, invoker).await }
+    });
+}
+
+/// A server's task: an error that stops it is logged with its cause. It binds its listener
+/// once, so it is not restarted.
+fn serve_once<F>(name: String, server: F)
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
     tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(server = %name, error = %format!("{error:#}"), "server stopped");
+        }
+    });
+}
+
+async fn deliver(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<AsyncInvoker>) {
+    {
         loop {
             let received = sqs
                 .receive_message()
@@ -286,7 +308,7 @@ fn start_delivery(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: 
                     .await;
             }
         }
-    });
+    }
 }
 
 async fn bind(port: u16) -> Result<tokio::net::TcpListener> {

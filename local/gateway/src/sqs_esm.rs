@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
-use crate::functions::Function;
+use crate::functions::{Function, InvokeError};
 
 /// Concurrent pollers per mapping when `ScalingConfig.MaximumConcurrency` is not set (Lambda
 /// starts with five).
@@ -159,17 +159,32 @@ async fn queue_visibility(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
 }
 
 impl SqsMapping {
-    /// Starts the mapping's pollers; they run until the process ends.
+    /// Starts the mapping's pollers, supervised; they run until the gateway stops.
     pub fn start(self: Arc<Self>, sqs: aws_sdk_sqs::Client, region: String) {
-        for _ in 0..self.pollers {
+        for n in 0..self.pollers {
             let mapping = self.clone();
             let sqs = sqs.clone();
             let region = region.clone();
-            tokio::spawn(async move {
-                loop {
-                    if let Err(error) = mapping.poll_once(&sqs, &region).await {
-                        tracing::warn!(function = %mapping.function.id, error = %format!("{error:#}"), "SQS poll failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+            let name = format!("SQS poller {n} of {}", self.function.id);
+            crate::tasks::supervise(name, move || {
+                let (mapping, sqs, region) = (mapping.clone(), sqs.clone(), region.clone());
+                async move {
+                    let mut throttled = 0u32;
+                    loop {
+                        match mapping.poll_once(&sqs, &region).await {
+                            Ok(Polled::Throttled) => {
+                                // Lambda's pollers back off while the function is throttled; the
+                                // batch returns to the queue after its visibility timeout, and
+                                // that receive counts toward maxReceiveCount.
+                                throttled = (throttled + 1).min(6);
+                                tokio::time::sleep(Duration::from_millis(100 << throttled)).await;
+                            }
+                            Ok(Polled::Done) => throttled = 0,
+                            Err(error) => {
+                                tracing::warn!(function = %mapping.function.id, error = %format!("{error:#}"), "SQS poll failed");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
                     }
                 }
             });
@@ -195,10 +210,10 @@ impl SqsMapping {
     }
 
     /// Gathers one batch, invokes the function, deletes what succeeded.
-    async fn poll_once(&self, sqs: &aws_sdk_sqs::Client, region: &str) -> Result<()> {
+    async fn poll_once(&self, sqs: &aws_sdk_sqs::Client, region: &str) -> Result<Polled> {
         let mut batch = self.receive(sqs, self.batch_size, 1).await?;
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Polled::Done);
         }
         let deadline = Instant::now() + self.batching_window;
         while batch.len() < self.batch_size && Instant::now() < deadline {
@@ -211,16 +226,20 @@ impl SqsMapping {
         let event = sqs_event(&batch, &self.queue_arn, region);
         let outcome = self.function.invoke(event).await;
         let failed: HashSet<String> = match outcome {
+            Err(error @ InvokeError::Throttled { .. }) => {
+                tracing::warn!(function = %self.function.id, error = %error, batch = batch.len(), "throttled; the batch returns to the queue");
+                return Ok(Polled::Throttled);
+            }
             Err(error) => {
                 tracing::warn!(function = %self.function.id, error = %error, batch = batch.len(), "function error; whole batch returns to the queue");
-                return Ok(());
+                return Ok(Polled::Done);
             }
             Ok(_) if !self.report_batch_item_failures => HashSet::new(),
             Ok(answer) => match failures(&answer, &batch) {
                 Some(failed) => failed,
                 None => {
                     tracing::warn!(function = %self.function.id, "invalid batchItemFailures; whole batch returns to the queue");
-                    return Ok(());
+                    return Ok(Polled::Done);
                 }
             },
         };
@@ -253,8 +272,17 @@ impl SqsMapping {
                 );
             }
         }
-        Ok(())
+        Ok(Polled::Done)
     }
+}
+
+/// What one poll came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polled {
+    /// A batch was handled, or there was none.
+    Done,
+    /// The function was throttled: back off.
+    Throttled,
 }
 
 /// The failed message ids of a partial batch response, or `None` when the response would make
