@@ -60,12 +60,16 @@ build: $(VENV)/.installed ## sam build: an arm64 bootstrap per function under .a
 gateway: ## Build the local gateway and the tools
 	cargo build --locked -p local-gateway -p sqs-redrive -p kinesis-stream-recover
 
+.PHONY: functions
+functions: gateway ## Build every function of the templates natively, as the local gateway runs them (cargo, from CodeUri and BuildProperties.Binary)
+	"$(GATEWAY)" --build-only --template template.yaml
+
 .PHONY: local
-local: $(VENV)/.installed gateway ## Run every pattern locally on moto until Ctrl-C (PARAMS="Name=Value ..." PORT=3000)
+local: $(VENV)/.installed functions ## Run every pattern locally on moto until Ctrl-C (PARAMS="Name=Value ..." PORT=3000)
 	tools/with-moto.sh bash -c 'exec "$(GATEWAY)" --endpoint "$$MOTO_ENDPOINT" --template template.yaml --port $(PORT) --state-file .local/stack.json --parameter-overrides "$(PARAMS)"'
 
 .PHONY: demo
-demo: $(VENV)/.installed gateway ## Start the stack, walk through each pattern with curl, stop; fails if anything misbehaves
+demo: $(VENV)/.installed functions ## Start the stack, walk through each pattern with curl, stop; fails if anything misbehaves
 	$(VENV)/bin/python tools/demo.py --gateway "$(GATEWAY)" --bin-dir "$(CARGO_TARGET_DIR)/debug"
 
 .PHONY: redrive
@@ -90,7 +94,7 @@ test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sam
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test-rust.log
 
 .PHONY: test-rust
-test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
+test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
 	@mkdir -p .local
 	set -o pipefail; tools/with-moto.sh cargo test --locked --workspace --all-targets 2>&1 | tee .local/test-rust.log
 
@@ -106,7 +110,7 @@ check-templates: venv ## cfn-lint (with the project's rules in tools/cfn-lint-ru
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 
 .PHONY: contract
-contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed ## The user-api contract test alone (schemathesis against the local gateway)
+contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## The user-api contract test alone (schemathesis against the local gateway)
 	tools/with-moto.sh cargo test --locked -p local-gateway --test e2e_user_api schemathesis
 
 .PHONY: bench

@@ -26,12 +26,14 @@ fn default_python() -> String {
 fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
      [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
-     [--python PATH] [--async-retry-seconds N] [--lambda-port N] [--release] [--concurrency N]\n\
+     [--python PATH] [--async-retry-seconds N] [--lambda-port N] [--release] [--concurrency N] \
+     [--build-only]\n\
+     --build-only builds every function of the template and exits; \
      --release builds the functions with cargo's release profile; --concurrency caps the \
      execution environments of a function without reserved concurrency (default 32)"
 }
 
-fn parse_args() -> Result<Options> {
+fn parse_args() -> Result<Mode> {
     let mut options = Options {
         template: PathBuf::from("template.yaml"),
         endpoint: String::new(),
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Options> {
         launcher: std::env::current_exe().context("cannot find the gateway's own executable")?,
     };
     let mut raw_overrides = Vec::new();
+    let mut build_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Options> {
                     .context("--lambda-port must be a port number")?
             }
             "--release" => options.release = true,
+            "--build-only" => build_only = true,
             "--concurrency" => {
                 options.concurrency = value()?
                     .parse()
@@ -89,11 +93,22 @@ fn parse_args() -> Result<Options> {
             other => bail!("unknown argument {other:?}\n{}", usage()),
         }
     }
+    if build_only {
+        return Ok(Mode::BuildOnly(options));
+    }
     if options.endpoint.is_empty() {
         bail!("--endpoint (moto's URL) is required\n{}", usage());
     }
     options.overrides = parse_overrides(&raw_overrides)?;
-    Ok(options)
+    Ok(Mode::Serve(options))
+}
+
+/// What the command line asks for.
+enum Mode {
+    /// Run the stack until Ctrl-C.
+    Serve(Options),
+    /// Build every function of the template, then exit.
+    BuildOnly(Options),
 }
 
 /// The launcher of one execution environment (`local-gateway --run-environment <binary>`, run
@@ -143,7 +158,16 @@ async fn serve() -> Result<()> {
         )
         .with_target(false)
         .init();
-    let options = parse_args()?;
+    let options = match parse_args()? {
+        Mode::Serve(options) => options,
+        Mode::BuildOnly(options) => {
+            let built =
+                local_gateway::functions::build::build_template(&options.template, options.release)
+                    .await?;
+            eprintln!("built {} functions of {}", built.len(), options.template.display());
+            return Ok(());
+        }
+    };
     let running = start(&options).await?;
     print_banner(&running.description, &options);
     shutdown_signal().await;

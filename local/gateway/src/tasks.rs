@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Wait before a panicked task starts again.
-pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+pub const RESTART_DELAY: Duration = Duration::from_millis(500);
 
 fn panic_text(error: tokio::task::JoinError) -> String {
     match error.try_into_panic() {
@@ -46,7 +46,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_panicking_task_is_started_again() {
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = runs.clone();

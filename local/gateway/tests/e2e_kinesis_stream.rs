@@ -107,22 +107,49 @@ async fn failure_messages(stack: &LocalStack) -> Vec<Value> {
     batches
 }
 
-fn recovery(
-    stack: &LocalStack,
-    consumer: Option<kinesis_stream_consumer::Consumer>,
-) -> kinesis_stream_recover::Recovery {
-    let replay = if consumer.is_some() {
-        kinesis_stream_recover::Replay::Consumer
-    } else {
-        kinesis_stream_recover::Replay::DryRun
-    };
-    kinesis_stream_recover::Recovery {
-        kinesis: aws_sdk_kinesis::Client::new(&stack.sdk),
-        sqs: aws_sdk_sqs::Client::new(&stack.sdk),
-        s3: s3(stack),
-        consumer,
-        replay,
-    }
+/// Runs the `kinesis-recover` tool as `make recover` does (its own binary, built by `cargo test
+/// --workspace` and `make gateway`), against the test run's moto; its success and its report.
+fn recover_tool(args: &[&str]) -> (bool, String) {
+    let bin_dir = std::env::current_exe()
+        .expect("test binary")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let tool = bin_dir.join("kinesis-recover");
+    assert!(
+        tool.exists(),
+        "{} is not built: `cargo test --workspace` or `make gateway` builds it",
+        tool.display()
+    );
+    let output = std::process::Command::new(tool)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", testkit::moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run kinesis-recover");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The `N of M <word>` counts of each report line, with whether its failure record was deleted.
+fn report_lines(report: &str, word: &str) -> Vec<(u64, u64, bool)> {
+    report
+        .lines()
+        .filter_map(|line| {
+            let (counts, _) = line.split_once(&format!(" {word}"))?;
+            let mut numbers = counts.rsplit(": ").next()?.split(" of ");
+            let done = numbers.next()?.trim().parse().ok()?;
+            let expected = numbers.next()?.trim().parse().ok()?;
+            Some((done, expected, line.ends_with("deleted")))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -357,24 +384,17 @@ async fn a_batch_that_failed_while_the_table_was_down_is_recovered_from_the_buck
         .send()
         .await
         .expect("delete stream");
-    let config = kinesis_stream_consumer::Config::from_lookup(|k| {
-        (k == "TABLE_NAME").then(|| table.clone())
-    })
-    .expect("config");
-    let consumer = kinesis_stream_consumer::Consumer::from_config(&config, dynamodb.clone());
-    let report = kinesis_stream_recover::recover_bucket(
-        &recovery(&stack, Some(consumer)),
+    let (ok, report) = recover_tool(&[
+        "--bucket",
         &failure_bucket(&stack),
-        10,
-    )
-    .await
-    .expect("recover");
-    assert_eq!(report.len(), 1, "{report:?}");
-    assert_eq!(
-        (report[0].recovered, report[0].expired, report[0].deleted),
-        (1, 0, true),
-        "{report:?}"
-    );
+        "--table",
+        &table,
+        "--replay",
+        "consumer",
+    ]);
+    assert!(ok, "{report}");
+    assert_eq!(report_lines(&report, "recovered"), [(1, 1, true)], "{report}");
+    assert!(report.contains("0 expired"), "{report}");
     let restored = item(&stack, "during-outage").await.expect("recovered item");
     assert_eq!(
         s(&restored, "sequenceNumber"),
@@ -415,15 +435,14 @@ async fn recovery_from_a_metadata_queue_reports_records_the_stream_no_longer_hol
         .send()
         .await
         .expect("send");
-    let recovery = recovery(&stack, None);
-    let report = kinesis_stream_recover::recover(&recovery, &queue, 10)
-        .await
-        .expect("recover");
-    assert_eq!(report.len(), 1);
+    let (ok, report) = recover_tool(&["--queue", &queue, "--replay", "dry-run"]);
+    assert!(ok, "{report}");
     assert_eq!(
-        (report[0].recovered, report[0].expired, report[0].deleted),
-        (0, 2, false)
+        report_lines(&report, "still retained"),
+        [(0, 2, false)],
+        "{report}"
     );
+    assert!(report.contains("2 expired"), "{report}");
 }
 
 #[tokio::test]
@@ -510,14 +529,17 @@ async fn a_failed_record_replayed_through_the_stream_never_overwrites_newer_data
     })
     .await;
 
-    let mut recovery = recovery(&stack, None);
-    recovery.replay = kinesis_stream_recover::Replay::Stream;
-    let report = kinesis_stream_recover::recover_bucket(&recovery, &failure_bucket(&stack), 10)
-        .await
-        .expect("recover");
-    let recovered: usize = report.iter().map(|r| r.recovered).sum();
-    assert_eq!(recovered, 2, "{report:?}");
-    assert!(report.iter().all(|r| r.deleted), "{report:?}");
+    let (ok, report) = recover_tool(&[
+        "--bucket",
+        &failure_bucket(&stack),
+        "--replay",
+        "stream",
+    ]);
+    assert!(ok, "{report}");
+    let lines = report_lines(&report, "recovered");
+    let recovered: u64 = lines.iter().map(|(done, _, _)| done).sum();
+    assert_eq!(recovered, 2, "{report}");
+    assert!(lines.iter().all(|(_, _, deleted)| *deleted), "{report}");
     // One shard, read in order: once a record put after the replays is stored, the replays
     // have been processed too.
     let (_, sentinel) = put(&stack, "sentinel", r#"{"v":"after the replays"}"#).await;

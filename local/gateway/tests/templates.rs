@@ -119,9 +119,10 @@ fn every_queue_is_encrypted_and_every_consumed_queue_has_a_dead_letter_path() {
 }
 
 #[test]
-fn every_function_is_an_arm64_rust_function_the_gateway_can_run() {
+fn every_function_is_an_arm64_rust_function_whose_crate_has_the_named_binary() {
     for path in templates() {
         let template = Template::load(&path).expect("template");
+        let scope = Scope::for_checks(&template).expect("scope");
         for (logical, function) in template.resources_of("AWS::Serverless::Function") {
             let props = &function["Properties"];
             let at = format!("{}: {logical}", path.display());
@@ -133,12 +134,34 @@ fn every_function_is_an_arm64_rust_function_the_gateway_can_run() {
                 function["Metadata"]["BuildMethod"], "rust-cargolambda",
                 "{at}"
             );
-            let binary = function["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .unwrap_or_default();
+            // What sam build and the local gateway both build: CodeUri's crate, that binary.
+            let source = local_gateway::functions::build::source(&template, &scope, logical, function)
+                .unwrap_or_else(|e| panic!("{at}: {e:#}"));
+            let local_gateway::functions::build::Source::Cargo { dir, binary } = source else {
+                panic!("{at}: CodeUri is not a Rust crate");
+            };
+            let metadata = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+                .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                .output()
+                .expect("cargo metadata");
+            assert!(metadata.status.success(), "{at}: cargo metadata failed");
+            let metadata: serde_json::Value =
+                serde_json::from_slice(&metadata.stdout).expect("metadata JSON");
+            let manifest = dir.join("Cargo.toml");
+            let package = metadata["packages"]
+                .as_array()
+                .expect("packages")
+                .iter()
+                .find(|p| std::path::Path::new(p["manifest_path"].as_str().unwrap_or_default()) == manifest)
+                .unwrap_or_else(|| panic!("{at}: {} is not a package of the workspace", dir.display()));
             assert!(
-                local_gateway::functions::KNOWN_BINARIES.contains(&binary),
-                "{at}: binary {binary:?} has no in-process handler in the local gateway"
+                package["targets"].as_array().expect("targets").iter().any(|t| {
+                    t["name"] == binary.as_str()
+                        && t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"))
+                }),
+                "{at}: crate {} has no binary {binary:?}",
+                dir.display()
             );
         }
     }

@@ -63,6 +63,8 @@ pub struct RuntimeState {
     function_arn: String,
     jobs: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     in_flight: Mutex<Option<(String, oneshot::Sender<Reply>)>>,
+    /// The invocation answered last: a second answer to it is refused as a state error.
+    answered: Mutex<Option<String>>,
     /// Set on the first `next`: the runtime has initialised.
     ready: watch::Sender<bool>,
     init_error: Mutex<Option<oneshot::Sender<FunctionError>>>,
@@ -86,6 +88,7 @@ impl RuntimeState {
             function_arn,
             jobs: tokio::sync::Mutex::new(jobs_rx),
             in_flight: Mutex::new(None),
+            answered: Mutex::new(None),
             ready: ready_tx,
             init_error: Mutex::new(Some(init_tx)),
         });
@@ -162,21 +165,35 @@ async fn next(State(state): State<Arc<RuntimeState>>) -> Response {
     (StatusCode::OK, headers, job.payload).into_response()
 }
 
-/// Takes the reply channel of invocation `id`, if it is the one in flight.
-fn take(state: &RuntimeState, id: &str) -> Option<oneshot::Sender<Reply>> {
-    let mut in_flight = state.in_flight.lock().ok()?;
-    match in_flight.as_ref() {
-        Some((current, _)) if current == id => in_flight.take().map(|(_, reply)| reply),
-        _ => None,
+/// Takes the reply channel of invocation `id`, if it is the one in flight; else the refusal
+/// the Runtime API gives (as AWS's runtime interface emulator answers).
+fn take(state: &RuntimeState, id: &str) -> Result<oneshot::Sender<Reply>, Response> {
+    let taken = state.in_flight.lock().ok().and_then(|mut in_flight| {
+        match in_flight.as_ref() {
+            Some((current, _)) if current == id => in_flight.take().map(|(_, reply)| reply),
+            _ => None,
+        }
+    });
+    if let Some(reply) = taken {
+        if let Ok(mut answered) = state.answered.lock() {
+            *answered = Some(id.to_owned());
+        }
+        return Ok(reply);
     }
-}
-
-fn unknown_id(id: &str) -> Response {
-    refusal(
-        StatusCode::BAD_REQUEST,
-        "InvalidRequestID",
-        &format!("Invalid request ID: {id:?} is not the invocation in flight"),
-    )
+    let again = state
+        .answered
+        .lock()
+        .map(|a| a.as_deref() == Some(id))
+        .unwrap_or(false);
+    Err(if again {
+        refusal(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition from ResponseSent to ResponseSent is not allowed",
+        )
+    } else {
+        refusal(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
+    })
 }
 
 async fn response(
@@ -184,8 +201,9 @@ async fn response(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(reply) = take(&state, &id) else {
-        return unknown_id(&id);
+    let reply = match take(&state, &id) {
+        Ok(reply) => reply,
+        Err(refused) => return refused,
     };
     if body.len() > MAX_RESPONSE_BYTES {
         let message = format!(
@@ -195,11 +213,7 @@ async fn response(
             "Function.ResponseSizeTooLarge",
             &message,
         )));
-        return refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Function.ResponseSizeTooLarge",
-            &message,
-        );
+        return refusal(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &message);
     }
     let _ = reply.send(Reply::Response(body));
     accepted()
@@ -239,8 +253,9 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(reply) = take(&state, &id) else {
-        return unknown_id(&id);
+    let reply = match take(&state, &id) {
+        Ok(reply) => reply,
+        Err(refused) => return refused,
     };
     let _ = reply.send(Reply::Error(reported_error(&headers, &body)));
     accepted()
@@ -344,7 +359,7 @@ mod tests {
             "\"twice\"",
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "an invocation is answered once");
+        assert_eq!(status, StatusCode::FORBIDDEN, "an invocation is answered once");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
 
-use crate::cfn::scalar_to_string;
+use crate::cfn::{Scope, Template, scalar_to_string};
 use crate::stack::Stack;
 
 /// The id the gateway knows a function by: its logical id, qualified by its stack's path.
@@ -38,11 +38,9 @@ pub enum Source {
     Executable(PathBuf),
 }
 
-/// Where the code of a function of `stack` comes from.
-pub fn source(stack: &Stack, logical: &str, resource: &Value) -> Result<Source> {
-    let id = function_id(stack, logical);
-    let properties = stack
-        .scope
+/// Where the code of the function `id` (the resource `resource` of `template`) comes from.
+pub fn source(template: &Template, scope: &Scope, id: &str, resource: &Value) -> Result<Source> {
+    let properties = scope
         .resolve(resource.get("Properties").unwrap_or(&Value::Null))
         .map_err(|e| anyhow!("{id}: {e}"))?;
     let code_uri = properties
@@ -52,8 +50,10 @@ pub fn source(stack: &Stack, logical: &str, resource: &Value) -> Result<Source> 
     if code_uri.starts_with("s3://") {
         bail!("{id}: CodeUri {code_uri} is in S3; only a local folder can be built and run");
     }
-    let base = stack.template.path.parent().unwrap_or(Path::new("."));
+    let base = template.path.parent().unwrap_or(Path::new("."));
     let dir = base.join(&code_uri);
+    // One crate reached from several templates (`../../shared/basic-auth`) is built once.
+    let dir = dir.canonicalize().unwrap_or(dir);
     let method = resource
         .pointer("/Metadata/BuildMethod")
         .and_then(Value::as_str);
@@ -95,9 +95,59 @@ pub async fn build_all(stacks: &[Stack], release: bool) -> Result<HashMap<String
             if !stack.scope.resources.contains_key(logical) {
                 continue; // its Condition is false
             }
-            sources.push((function_id(stack, logical), source(stack, logical, resource)?));
+            let id = function_id(stack, logical);
+            let source = source(&stack.template, &stack.scope, &id, resource)?;
+            sources.push((id, source));
         }
     }
+    build_sources(sources, release).await
+}
+
+/// Builds every function of the template at `path` and of the templates it nests, with the
+/// parameters' defaults and no emulator (`local-gateway --build-only`, which `make test` runs
+/// first so that no test waits on a compiler).
+pub async fn build_template(path: &Path, release: bool) -> Result<HashMap<String, PathBuf>> {
+    let mut sources = Vec::new();
+    collect(path, "", &mut sources)?;
+    build_sources(sources, release).await
+}
+
+fn collect(path: &Path, stack_path: &str, out: &mut Vec<(String, Source)>) -> Result<()> {
+    let template = Template::load(path)?;
+    let scope = Scope::for_checks(&template)?;
+    for (logical, resource) in template.resources() {
+        if let Some(condition) = resource.get("Condition").and_then(Value::as_str)
+            && !scope.condition(condition).map_err(|e| anyhow!("{logical}: {e}"))?
+        {
+            continue;
+        }
+        let id = if stack_path.is_empty() {
+            logical.clone()
+        } else {
+            format!("{stack_path}.{logical}")
+        };
+        match resource.get("Type").and_then(Value::as_str) {
+            Some("AWS::Serverless::Function") => {
+                out.push((id.clone(), source(&template, &scope, &id, resource)?));
+            }
+            Some("AWS::Serverless::Application") => {
+                let location = resource
+                    .pointer("/Properties/Location")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("{id}: Location must be a local template path"))?;
+                let child = path.parent().unwrap_or(Path::new(".")).join(location);
+                collect(&child, &id, out)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn build_sources(
+    sources: Vec<(String, Source)>,
+    release: bool,
+) -> Result<HashMap<String, PathBuf>> {
     let mut built: HashMap<Source, PathBuf> = HashMap::new();
     let mut out = HashMap::new();
     for (id, source) in sources {
@@ -145,8 +195,76 @@ async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<PathBuf>
             output.status
         );
     }
-    executable_of(&String::from_utf8_lossy(&output.stdout), binary)
-        .ok_or_else(|| anyhow!("cargo built no executable named {binary} in {}", dir.display()))
+    let built = executable_of(&String::from_utf8_lossy(&output.stdout), binary)
+        .ok_or_else(|| anyhow!("cargo built no executable named {binary} in {}", dir.display()))?;
+    pin(&built, binary).await
+}
+
+/// A name of its own for the binary cargo just built, that no later build moves: cargo replaces
+/// `target/<profile>/<binary>` on every build, also a no-op one (remove, then link), so another
+/// gateway's build could make a cold start find no file, and a rebuild would change the code of
+/// a running stack. A hard link (`.local-gateway/<binary>-<inode>`) keeps this build's file,
+/// costs no space while cargo's copy exists, and is made atomically.
+async fn pin(built: &Path, binary: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = built
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".local-gateway");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The file can be missing for an instant while a concurrent cargo build replaces it.
+    let mut attempt = 0;
+    let metadata = loop {
+        match std::fs::metadata(built) {
+            Ok(m) => break m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", built.display())),
+        }
+    };
+    let pinned = dir.join(format!("{binary}-{}", metadata.ino()));
+    if pinned.exists() {
+        return Ok(pinned);
+    }
+    let partial = dir.join(format!("{binary}-{}.{}.partial", metadata.ino(), std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    if std::fs::hard_link(built, &partial).is_err() {
+        std::fs::copy(built, &partial)
+            .with_context(|| format!("cannot copy {}", built.display()))?;
+    }
+    std::fs::rename(&partial, &pinned)
+        .with_context(|| format!("cannot write {}", pinned.display()))?;
+    forget_old_pins(&dir, binary, &pinned);
+    Ok(pinned)
+}
+
+/// Removes pins of `binary` built over a week ago, but for `keep` (a stack that runs a week on one
+/// build keeps running: removing a name never stops a process that runs it).
+fn forget_old_pins(dir: &Path, binary: &str, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(binary))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > week);
+        if ours && old && path != keep {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The `executable` of the `compiler-artifact` message for the bin target `binary`.

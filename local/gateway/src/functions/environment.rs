@@ -41,6 +41,8 @@ pub enum Ended {
 /// A failed initialisation.
 #[derive(Debug)]
 pub struct InitFailure {
+    /// It ran out of time (`Status: timeout`), rather than failing.
+    pub timed_out: bool,
     /// What the caller of the first invoke sees (`Runtime.InitError`, `Runtime.ExitError`).
     pub error: FunctionError,
     /// How long init ran.
@@ -161,10 +163,12 @@ where
 }
 
 impl Environment {
-    /// Starts an environment and waits for its runtime to initialise (its first `next`).
-    pub async fn start(spec: &Arc<Spec>) -> Result<Environment, InitFailure> {
+    /// Starts an environment and waits for its runtime to initialise (its first `next`), at
+    /// most `limit`.
+    pub async fn start(spec: &Arc<Spec>, limit: Duration) -> Result<Environment, InitFailure> {
         let started = Instant::now();
         let fail = |error_type: &str, message: String| InitFailure {
+            timed_out: false,
             error: FunctionError::new(error_type, &message),
             duration: started.elapsed(),
         };
@@ -233,9 +237,9 @@ impl Environment {
                     &format!("Runtime exited with error: {how}"),
                 ))
             }
-            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(FunctionError::new(
-                "Runtime.InitError",
-                &format!("Init phase timed out after {:.2} seconds", INIT_TIMEOUT.as_secs_f64()),
+            _ = tokio::time::sleep(limit) => Err(FunctionError::new(
+                "Sandbox.Timedout",
+                &format!("Task timed out after {:.2} seconds", limit.as_secs_f64()),
             )),
         };
         let duration = started.elapsed();
@@ -250,7 +254,11 @@ impl Environment {
                 peak_mb: 0,
             }),
             // Dropping `kill` stops the process.
-            Err(error) => Err(InitFailure { error, duration }),
+            Err(error) => Err(InitFailure {
+                timed_out: error.error_type == "Sandbox.Timedout",
+                error,
+                duration,
+            }),
         }
     }
 

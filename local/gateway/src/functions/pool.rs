@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use tokio::sync::oneshot;
 
 use super::api::{Job, Reply};
-use super::environment::{Ended, Environment};
+use super::environment::{Ended, Environment, INIT_TIMEOUT, InitFailure};
 use super::report::{self, Report, Status};
 use super::{FunctionError, InvokeError, InvokeRequest, Spec};
 
@@ -126,6 +126,44 @@ impl Pool {
         eprintln!("[{}] {line}", self.spec.id);
     }
 
+    /// Starts an environment for an invoke. A failed Init phase (at most
+    /// [`INIT_TIMEOUT`]) is followed by a second init inside the invoke, within the function's
+    /// timeout, as Lambda does ("suppressed init": `INIT_REPORT ... Phase: invoke`); when that
+    /// fails too, the invoke fails with the init's error. Gives the failure and the first
+    /// init's duration.
+    async fn cold_start(&self) -> Result<Environment, (InitFailure, Duration)> {
+        let format = self.spec.log_format;
+        let status = |f: &InitFailure| {
+            if f.timed_out {
+                Status::Timeout
+            } else {
+                Status::Error(f.error.error_type.clone())
+            }
+        };
+        let first = match Environment::start(&self.spec, INIT_TIMEOUT).await {
+            Ok(env) => return Ok(env),
+            Err(failure) => failure,
+        };
+        self.log(&report::init_report(
+            format,
+            first.duration,
+            "init",
+            &status(&first),
+        ));
+        match Environment::start(&self.spec, self.spec.timeout).await {
+            Ok(env) => Ok(env),
+            Err(second) => {
+                self.log(&report::init_report(
+                    format,
+                    second.duration,
+                    "invoke",
+                    &status(&second),
+                ));
+                Err((second, first.duration))
+            }
+        }
+    }
+
     /// Runs one invocation to its end.
     pub async fn run(self: Arc<Self>, request: InvokeRequest) -> Result<Bytes, InvokeError> {
         let spec = self.spec.clone();
@@ -143,18 +181,22 @@ impl Pool {
             }
         };
         if lease.env.is_none() {
-            match Environment::start(&spec).await {
+            match self.cold_start().await {
                 Ok(env) => lease.env = Some(env),
-                Err(failure) => {
+                Err((failure, init)) => {
                     // The environment is gone; the next invoke starts (and initialises) anew.
                     self.log(&report::start(format, &request_id));
                     if let Some(end) = report::end(format, &request_id) {
                         self.log(&end);
                     }
-                    let kind = failure.error.error_type.clone();
+                    let status = if failure.timed_out {
+                        Status::Timeout
+                    } else {
+                        Status::Error(failure.error.error_type.clone())
+                    };
                     self.log(&report::report(
                         format,
-                        &report_of(Status::Error(kind), Duration::ZERO, Some(failure.duration), 0),
+                        &report_of(status, failure.duration, Some(init), 0),
                     ));
                     let error = FunctionError::new(
                         &failure.error.error_type,
@@ -201,8 +243,11 @@ impl Pool {
             }
             Ended::Exited(how) => {
                 lease.env = None;
-                let message =
-                    format!("RequestId: {request_id} Error: Runtime exited with error: {how}");
+                let message = if how == "exit status 0" {
+                    format!("RequestId: {request_id} Error: Runtime exited without providing a reason")
+                } else {
+                    format!("RequestId: {request_id} Error: Runtime exited with error: {how}")
+                };
                 (
                     Err(FunctionError::new("Runtime.ExitError", &message)),
                     Status::Error("Runtime.ExitError".into()),

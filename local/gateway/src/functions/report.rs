@@ -150,6 +150,62 @@ pub fn start(format: LogFormat, request_id: &str) -> String {
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InitReportRecord<'a> {
+    initialization_type: &'a str,
+    phase: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_type: Option<&'a str>,
+    metrics: InitMetrics,
+}
+
+#[derive(Serialize)]
+struct InitMetrics {
+    #[serde(rename = "durationMs")]
+    duration_ms: f64,
+}
+
+/// The `INIT_REPORT` line of a failed initialisation: `phase` is `init` for the Init phase and
+/// `invoke` for the init Lambda runs again inside the invoke that follows.
+pub fn init_report(
+    format: LogFormat,
+    duration: Duration,
+    phase: &str,
+    status: &Status,
+) -> String {
+    let (word, error_type) = match status {
+        Status::Success => ("success", None),
+        Status::Timeout => ("timeout", None),
+        Status::Error(kind) => ("error", Some(kind.as_str())),
+    };
+    match format {
+        LogFormat::Text => {
+            let mut line = format!(
+                "INIT_REPORT Init Duration: {:.2} ms\tPhase: {phase}\tStatus: {word}",
+                ms(duration)
+            );
+            if let Some(kind) = error_type {
+                line.push_str(&format!("\tError Type: {kind}"));
+            }
+            line
+        }
+        LogFormat::Json => json(
+            "platform.initReport",
+            InitReportRecord {
+                initialization_type: "on-demand",
+                phase,
+                status: word,
+                error_type,
+                metrics: InitMetrics {
+                    duration_ms: ms(duration),
+                },
+            },
+        ),
+    }
+}
+
 /// The line Lambda logs when it stops an invocation at its timeout.
 pub fn timed_out(request_id: &str, timeout: Duration) -> String {
     format!(
@@ -184,6 +240,8 @@ pub fn report(format: LogFormat, r: &Report) -> String {
                 Status::Timeout => line.push_str("\tStatus: timeout"),
                 Status::Error(kind) => line.push_str(&format!("\tStatus: error\tError Type: {kind}")),
             }
+            // CloudWatch shows the fields each followed by a tab, the last one too.
+            line.push('\t');
             line
         }
         LogFormat::Json => {
@@ -234,7 +292,7 @@ mod tests {
         );
         assert_eq!(
             line,
-            "REPORT RequestId: r-1\tDuration: 2.80 ms\tBilled Duration: 49 ms\tMemory Size: 128 MB\tMax Memory Used: 21 MB\tInit Duration: 45.68 ms"
+            "REPORT RequestId: r-1\tDuration: 2.80 ms\tBilled Duration: 49 ms\tMemory Size: 128 MB\tMax Memory Used: 21 MB\tInit Duration: 45.68 ms\t"
         );
     }
 
@@ -243,7 +301,7 @@ mod tests {
         let line = report(LogFormat::Text, &sample(None, Status::Timeout));
         assert!(line.contains("Billed Duration: 3 ms"), "{line}");
         assert!(!line.contains("Init Duration"), "{line}");
-        assert!(line.ends_with("\tStatus: timeout"), "{line}");
+        assert!(line.ends_with("\tStatus: timeout\t"), "{line}");
     }
 
     #[test]

@@ -23,6 +23,12 @@ use serde_json::Value;
 /// stuck record ever reaches it.
 pub const SETTLE: Duration = Duration::from_secs(120);
 
+/// Bound on a gateway's start: provisioning takes seconds, and building the functions' binaries
+/// with cargo is a no-op once `make functions` (which `make test` runs first) has built them. A
+/// bare `cargo test` on a cold cache compiles them in the first test that starts a stack, which
+/// takes minutes on a 2-core machine; ten minutes covers that and only a hang reaches it.
+pub const START: Duration = Duration::from_secs(600);
+
 /// Bound for work that includes retries the template schedules: [`SETTLE`] plus `waits` (what
 /// the template's settings make the retries wait, for example visibility timeout × receives).
 pub fn settle_after(waits: Duration) -> Duration {
@@ -87,6 +93,13 @@ pub fn run_to_exit(pattern: &str, overrides: &str) -> (bool, String) {
 }
 
 fn command(pattern: &str, overrides: &str) -> (Command, PathBuf) {
+    command_for(
+        &format!("patterns/{}/template.yaml", pattern_dir(pattern)),
+        &own_overrides(pattern, overrides),
+    )
+}
+
+fn command_for(template: &str, overrides: &str) -> (Command, PathBuf) {
     let root = testkit::repo_root();
     let dir = std::env::temp_dir().join(testkit::unique("local-stack"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -95,12 +108,12 @@ fn command(pattern: &str, overrides: &str) -> (Command, PathBuf) {
         .current_dir(&root)
         .args(["--endpoint", &testkit::moto_endpoint()])
         .arg("--template")
-        .arg(format!("patterns/{}/template.yaml", pattern_dir(pattern)))
+        .arg(template)
         .args(["--port", "0", "--lambda-port", "0"])
         .args(["--stack-name", &testkit::unique("t")])
         .arg("--state-file")
         .arg(dir.join("stack.json"))
-        .args(["--parameter-overrides", &own_overrides(pattern, overrides)])
+        .args(["--parameter-overrides", overrides])
         .arg("--python")
         .arg(root.join(".venv/bin/python"))
         .env("RUST_LOG", "info,aws_config=warn,aws_smithy_runtime=warn");
@@ -111,7 +124,17 @@ impl LocalStack {
     /// Starts `pattern` (its logical id in the root template, `"SqsBuffer"`) from its own
     /// template with `overrides` (`"Name=Value ..."`), waiting until it is up.
     pub async fn start(pattern: &str, overrides: &str) -> Self {
-        let (mut command, dir) = command(pattern, overrides);
+        let (command, dir) = command(pattern, overrides);
+        Self::spawn(pattern, command, dir).await
+    }
+
+    /// Starts the stack of `template` (a path from the repository root) as the stack `name`.
+    pub async fn start_template(name: &str, template: &str, overrides: &str) -> Self {
+        let (command, dir) = command_for(template, overrides);
+        Self::spawn(name, command, dir).await
+    }
+
+    async fn spawn(pattern: &str, mut command: Command, dir: PathBuf) -> Self {
         let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
         let child = command
             .stdout(Stdio::null())
@@ -126,8 +149,7 @@ impl LocalStack {
             sdk: testkit::sdk_config().await,
         };
         let state_file = dir.join("stack.json");
-        // Start-up provisions a handful of resources in moto: seconds, unless the machine is busy.
-        let deadline = Instant::now() + SETTLE;
+        let deadline = Instant::now() + START;
         while !state_file.exists() {
             if let Ok(Some(status)) = stack.child.try_wait() {
                 panic!("local-gateway exited with {status}:\n{}", stack.log());
@@ -142,6 +164,33 @@ impl LocalStack {
         stack.state = serde_json::from_slice(&std::fs::read(&state_file).expect("state"))
             .expect("state JSON");
         stack
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the gateway as Ctrl-C does (SIGINT) and waits for it; its exit status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for local-gateway")
+    }
+
+    /// Kills the gateway (SIGKILL: no clean-up of its own can run) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The Lambda Invoke API's base URL.
+    pub fn lambda_endpoint(&self) -> String {
+        self.state["lambdaEndpoint"]
+            .as_str()
+            .expect("lambdaEndpoint")
+            .to_owned()
     }
 
     /// What the gateway logged so far.

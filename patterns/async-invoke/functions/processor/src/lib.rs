@@ -101,6 +101,22 @@ pub enum ProcessError {
     Store(#[from] StoreError),
 }
 
+/// How Lambda reports a failed job to its caller and to the on-failure destination: `errorType`
+/// names the kind (`JobError`, `StoreError`), `errorMessage` carries the whole cause chain.
+/// (The runtime's default would be a Rust type name.)
+impl From<ProcessError> for lambda_runtime::Diagnostic {
+    fn from(error: ProcessError) -> Self {
+        let error_type = match &error {
+            ProcessError::Job(_) => "JobError",
+            ProcessError::Store(_) => "StoreError",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: aws_setup::ErrorChain(&error).to_string(),
+        }
+    }
+}
+
 /// The processor, built once per execution environment.
 #[derive(Clone)]
 pub struct Processor {

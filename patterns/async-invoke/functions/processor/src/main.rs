@@ -14,7 +14,8 @@ async fn main() -> Result<(), Error> {
     run(service_fn(
         move |event: LambdaEvent<JobRequest>| async move {
             let invocation = Invocation::from_context(&event.context);
-            Ok::<_, Error>(processor.handle(event.payload, &invocation).await?)
+            // A failed job is reported as its kind (`JobError`, `StoreError`): see `Diagnostic`.
+            processor.handle(event.payload, &invocation).await
         },
     ))
     .await
