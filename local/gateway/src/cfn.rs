@@ -605,7 +605,7 @@ impl Scope {
 
 /// Parses `Name=Value` overrides, as `sam deploy --parameter-overrides` takes them (also
 /// `ParameterKey=Name,ParameterValue=Value`). A name may be qualified by a nested stack's logical
-/// id (`SqsBuffer.MaxReceiveCount=2`) to reach that stack only.
+/// id (`Orders.MaxReceiveCount=2`) to reach that stack only.
 pub fn parse_overrides(items: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for item in items.iter().flat_map(|s| s.split_whitespace()) {

@@ -212,11 +212,7 @@ pub enum Outcome {
 }
 
 /// Interprets a function's answer for `batch` as Lambda does.
-pub fn outcome(
-    answer: &Result<Value, InvokeError>,
-    batch: &[Record],
-    report: bool,
-) -> Outcome {
+pub fn outcome(answer: &Result<Value, InvokeError>, batch: &[Record], report: bool) -> Outcome {
     let Ok(answer) = answer else {
         return Outcome::FailedFrom(0);
     };

@@ -3,7 +3,7 @@
 //! any event — a Docker-free `sam local invoke` against the running stack.
 //!
 //! `POST /2015-03-31/functions/{name}/invocations`, where `{name}` is the function's physical name,
-//! its ARN, or its logical id qualified by its stack (`UserApi.ConsumerFunction`).
+//! its ARN, or its logical id qualified by its stack (`Orders.ConsumerFunction`).
 //! `X-Amz-Invocation-Type: RequestResponse` (default) answers `200` with the result, or with
 //! `X-Amz-Function-Error: Unhandled` and `{"errorMessage", "errorType"}`; `Event` queues an
 //! asynchronous invoke with the function's `EventInvokeConfig` and answers `202`; `DryRun` `204`.
@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::async_invoke::AsyncInvoker;
+use crate::event_queue::EventQueue;
 use crate::functions::{Function, InvokeError, InvokeRequest};
 use base64::Engine as _;
 
@@ -25,12 +25,12 @@ use base64::Engine as _;
 #[derive(Debug)]
 pub struct LambdaApi {
     functions: Vec<Arc<Function>>,
-    invoker: Arc<AsyncInvoker>,
+    invoker: Arc<EventQueue>,
 }
 
 impl LambdaApi {
     /// An endpoint for `functions`.
-    pub fn new(functions: Vec<Arc<Function>>, invoker: Arc<AsyncInvoker>) -> Self {
+    pub fn new(functions: Vec<Arc<Function>>, invoker: Arc<EventQueue>) -> Self {
         Self { functions, invoker }
     }
 
@@ -90,7 +90,9 @@ async fn invoke(
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLargeException",
-            &format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"),
+            &format!(
+                "Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"
+            ),
         );
     }
     let payload = if body.is_empty() {
@@ -159,7 +161,9 @@ async fn invoke(
                 Err(InvokeError::Throttled { reason }) => {
                     let mut r = (
                         StatusCode::TOO_MANY_REQUESTS,
-                        axum::Json(json!({"Reason": reason, "Type": "User", "message": "Rate Exceeded."})),
+                        axum::Json(
+                            json!({"Reason": reason, "Type": "User", "message": "Rate Exceeded."}),
+                        ),
                     )
                         .into_response();
                     r.headers_mut().insert(

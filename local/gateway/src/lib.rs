@@ -6,13 +6,13 @@
 //! binary and runs it as Lambda does, a process per execution environment behind a Runtime API
 //! ([`functions`]), serves the HTTP and REST APIs with their authorizers and integrations
 //! ([`http_api`], [`rest_api`]) and emulates the event source mappings ([`sqs_esm`],
-//! [`kinesis_esm`]) and asynchronous invokes ([`async_invoke`]). Everything it does is read from
+//! [`kinesis_esm`]) and asynchronous invokes ([`event_queue`]). Everything it does is read from
 //! the templates: change a batch size or a redrive count there and local behaviour follows. It
 //! knows no pattern: a function added to a template runs with no change here.
 
 pub mod apigw_helper;
-pub mod async_invoke;
 pub mod cfn;
+pub mod event_queue;
 pub mod functions;
 pub mod http_api;
 pub mod kinesis_esm;

@@ -164,7 +164,11 @@ async fn serve() -> Result<()> {
             let built =
                 local_gateway::functions::build::build_template(&options.template, options.release)
                     .await?;
-            eprintln!("built {} functions of {}", built.len(), options.template.display());
+            eprintln!(
+                "built {} functions of {}",
+                built.len(),
+                options.template.display()
+            );
             return Ok(());
         }
     };

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::apigw_helper::Helper;
-use crate::async_invoke::AsyncInvoker;
 use crate::cfn::scalar_to_string;
+use crate::event_queue::EventQueue;
 use crate::functions::{Function, InvokeError};
 use crate::sigv4::{SignedRequest, SigningKey};
 use crate::stack::Stack;
@@ -65,7 +65,7 @@ pub struct RestApi {
     routes: Vec<Route>,
     region: String,
     functions: Vec<Arc<Function>>,
-    invoker: Arc<AsyncInvoker>,
+    invoker: Arc<EventQueue>,
     helper: Arc<Helper>,
     signing: SigningKey,
     endpoint: String,
@@ -76,7 +76,7 @@ pub struct RestApi {
 #[derive(Debug, Clone)]
 pub struct Shared {
     /// Runs asynchronous invokes.
-    pub invoker: Arc<AsyncInvoker>,
+    pub invoker: Arc<EventQueue>,
     /// Renders templates, validates bodies.
     pub helper: Arc<Helper>,
     /// The published signing credentials.

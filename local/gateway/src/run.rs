@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
 use crate::apigw_helper::Helper;
-use crate::async_invoke::AsyncInvoker;
+use crate::event_queue::EventQueue;
 use crate::sigv4::SigningKey;
 use crate::stack::{Clients, Stack};
 use crate::{functions, http_api, kinesis_esm, rest_api, sqs_esm, stack};
@@ -102,7 +102,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let invoker = Arc::new(AsyncInvoker::new(
+    let invoker = Arc::new(EventQueue::new(
         &all_functions,
         all_queues,
         clients.sqs.clone(),
@@ -259,7 +259,7 @@ pub async fn start(options: &Options) -> Result<Running> {
 
 /// Delivers a rule's events from the gateway's queue to the target function, asynchronously, as
 /// EventBridge invokes Lambda targets.
-fn start_delivery(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<AsyncInvoker>) {
+fn start_delivery(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<EventQueue>) {
     let name = format!("rule delivery to {}", delivery.function_arn);
     crate::tasks::supervise(name, move || {
         let (delivery, sqs, invoker) = (delivery.clone(), sqs.clone(), invoker.clone());
@@ -280,7 +280,7 @@ where
     });
 }
 
-async fn deliver(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<AsyncInvoker>) {
+async fn deliver(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: Arc<EventQueue>) {
     {
         loop {
             let received = sqs

@@ -50,7 +50,7 @@ pub struct Delivery {
 /// One provisioned stack (the root, or a nested application).
 #[derive(Debug, Clone)]
 pub struct Stack {
-    /// Path of logical ids from the root (`""` for the root, `"SqsBuffer"` for a nested one).
+    /// Path of logical ids from the root (`""` for the root, `"Orders"` for a nested one).
     pub path: String,
     /// The template.
     pub template: Template,
@@ -863,7 +863,7 @@ mod tests {
     #[test]
     fn long_names_are_shortened_keeping_the_suffix() {
         assert_eq!(fit("short-ABC", 48), "short-ABC");
-        let long = fit("t-582d65b17432-AsyncInvoke-FailureArchive-HLCPIR6G", 48);
+        let long = fit("t-582d65b17432-OrdersStack-FailureArchive-HLCPIR6G", 48);
         assert_eq!(long.len(), 48);
         assert!(long.ends_with("-HLCPIR6G"));
     }
@@ -887,10 +887,10 @@ mod tests {
     fn overrides_reach_unqualified_or_matching_stacks_only() {
         let o = BTreeMap::from([
             ("A".to_owned(), "1".to_owned()),
-            ("SqsBuffer.B".to_owned(), "2".to_owned()),
+            ("Orders.B".to_owned(), "2".to_owned()),
             ("Other.C".to_owned(), "3".to_owned()),
         ]);
-        let got = overrides_for("SqsBuffer", &o);
+        let got = overrides_for("Orders", &o);
         assert_eq!(got.get("A").map(String::as_str), Some("1"));
         assert_eq!(got.get("B").map(String::as_str), Some("2"));
         assert!(!got.contains_key("C"));

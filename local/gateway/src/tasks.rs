@@ -59,6 +59,10 @@ mod tests {
             }
         });
         handle.await.expect("supervisor");
-        assert_eq!(runs.load(Ordering::SeqCst), 3, "two panics, then a run that returned");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "two panics, then a run that returned"
+        );
     }
 }

@@ -296,6 +296,18 @@ async fn five_hundred_concurrent_posts_over_twenty_keys_give_exactly_the_expecte
     let (user, password) = stack.credentials(P);
     let client = http();
     let stream = stream(&stack);
+    // A first request fills the authorizer's cache, as a client's first call does, so the burst
+    // tests the stream and the consumer, not how many authorizer environments start at once
+    // (locally at most 32 per function, README "How the local stack works"; AWS scales on).
+    // Another stream name: authorized, then refused with 404, nothing written.
+    let warm = client
+        .post(url(&stack, "warm-up-not-the-stream", "key-0"))
+        .basic_auth(&user, Some(&password))
+        .body("{}")
+        .send()
+        .await
+        .expect("warm-up");
+    assert_eq!(warm.status().as_u16(), 404);
     let posts = (0..500).map(|n| {
         let request = client
             .post(url(&stack, &stream, &format!("key-{}", n % 20)))
@@ -393,7 +405,11 @@ async fn a_batch_that_failed_while_the_table_was_down_is_recovered_from_the_buck
         "consumer",
     ]);
     assert!(ok, "{report}");
-    assert_eq!(report_lines(&report, "recovered"), [(1, 1, true)], "{report}");
+    assert_eq!(
+        report_lines(&report, "recovered"),
+        [(1, 1, true)],
+        "{report}"
+    );
     assert!(report.contains("0 expired"), "{report}");
     let restored = item(&stack, "during-outage").await.expect("recovered item");
     assert_eq!(
@@ -529,12 +545,7 @@ async fn a_failed_record_replayed_through_the_stream_never_overwrites_newer_data
     })
     .await;
 
-    let (ok, report) = recover_tool(&[
-        "--bucket",
-        &failure_bucket(&stack),
-        "--replay",
-        "stream",
-    ]);
+    let (ok, report) = recover_tool(&["--bucket", &failure_bucket(&stack), "--replay", "stream"]);
     assert!(ok, "{report}");
     let lines = report_lines(&report, "recovered");
     let recovered: u64 = lines.iter().map(|(done, _, _)| done).sum();

@@ -98,10 +98,14 @@ async fn a_function_only_the_fixtures_hold_runs_from_its_template_through_its_sq
             .await
             .expect("send");
     }
-    let items = testkit::eventually("three items stored by the probe", common::SETTLE, || async {
-        let items = stack.items(&table).await;
-        (items.len() == 3).then_some(items)
-    })
+    let items = testkit::eventually(
+        "three items stored by the probe",
+        common::SETTLE,
+        || async {
+            let items = stack.items(&table).await;
+            (items.len() == 3).then_some(items)
+        },
+    )
     .await;
     let mut bodies: Vec<String> = items
         .iter()
@@ -144,7 +148,10 @@ async fn the_binary_gets_lambdas_variables_headers_and_client_context() {
     assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], name);
     assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
-    assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], format!("/aws/lambda/{name}"));
+    assert_eq!(
+        env["AWS_LAMBDA_LOG_GROUP_NAME"],
+        format!("/aws/lambda/{name}")
+    );
     assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "Text");
     assert_eq!(env["AWS_REGION"], "us-east-1");
     assert_eq!(env["_HANDLER"], "bootstrap");
@@ -171,7 +178,8 @@ async fn the_binary_gets_lambdas_variables_headers_and_client_context() {
     // The deadline is the hand-over plus the function's Timeout (3 s).
     let deadline = answer["deadlineMs"].as_u64().expect("deadline");
     assert!(
-        deadline >= before + 3_000 && deadline <= before + 3_000 + common::SETTLE.as_millis() as u64,
+        deadline >= before + 3_000
+            && deadline <= before + 3_000 + common::SETTLE.as_millis() as u64,
         "deadline {deadline}, sent at {before}"
     );
 }
@@ -181,11 +189,22 @@ async fn warm_environments_are_reused_and_a_cold_start_reports_its_init_duration
     let stack = probe("").await;
     let (_, _, first) = invoke(&stack, &json!({"echo": 1})).await;
     let (_, _, second) = invoke(&stack, &json!({"echo": 2})).await;
-    assert_eq!(first["pid"], second["pid"], "the warm environment was reused");
+    assert_eq!(
+        first["pid"], second["pid"],
+        "the warm environment was reused"
+    );
     let cold = report_of(&stack, first["requestId"].as_str().unwrap()).await;
     let warm = report_of(&stack, second["requestId"].as_str().unwrap()).await;
-    for field in ["Duration: ", "Billed Duration: ", "Memory Size: 256 MB", "Max Memory Used: "] {
-        assert!(cold.contains(field) && warm.contains(field), "{cold}\n{warm}");
+    for field in [
+        "Duration: ",
+        "Billed Duration: ",
+        "Memory Size: 256 MB",
+        "Max Memory Used: ",
+    ] {
+        assert!(
+            cold.contains(field) && warm.contains(field),
+            "{cold}\n{warm}"
+        );
     }
     assert!(cold.contains("\tInit Duration: "), "{cold}");
     assert!(!warm.contains("Init Duration"), "{warm}");
@@ -201,9 +220,11 @@ async fn warm_environments_are_reused_and_a_cold_start_reports_its_init_duration
     assert!(used >= 64, "{report}");
     let starts = platform_lines(&stack, "START");
     assert!(
-        starts
-            .iter()
-            .any(|s| s == &format!("RequestId: {} Version: $LATEST", first["requestId"].as_str().unwrap())),
+        starts.iter().any(|s| s
+            == &format!(
+                "RequestId: {} Version: $LATEST",
+                first["requestId"].as_str().unwrap()
+            )),
         "{starts:?}"
     );
 }
@@ -219,12 +240,15 @@ async fn a_function_past_its_timeout_is_killed_and_the_next_invoke_is_a_cold_sta
     assert_eq!(answer["errorType"], "Sandbox.Timedout", "{answer}");
     let message = answer["errorMessage"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with("RequestId: ") && message.ends_with("Error: Task timed out after 1.00 seconds"),
+        message.starts_with("RequestId: ")
+            && message.ends_with("Error: Task timed out after 1.00 seconds"),
         "{message}"
     );
-    testkit::eventually("the timed-out environment killed", common::SETTLE, || async {
-        (!alive(old_pid)).then_some(())
-    })
+    testkit::eventually(
+        "the timed-out environment killed",
+        common::SETTLE,
+        || async { (!alive(old_pid)).then_some(()) },
+    )
     .await;
     assert!(
         platform_lines(&stack, "REPORT")
@@ -235,7 +259,10 @@ async fn a_function_past_its_timeout_is_killed_and_the_next_invoke_is_a_cold_sta
     let (_, _, after) = invoke(&stack, &json!({"echo": "after"})).await;
     assert_ne!(after["pid"], warm["pid"], "a new environment");
     let report = report_of(&stack, after["requestId"].as_str().unwrap()).await;
-    assert!(report.contains("\tInit Duration: "), "the next invoke is cold: {report}");
+    assert!(
+        report.contains("\tInit Duration: "),
+        "the next invoke is cold: {report}"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +284,10 @@ async fn a_process_that_exits_mid_invoke_is_a_runtime_exit_error_and_its_environ
         "no error REPORT"
     );
     let (status, error, answer) = invoke(&stack, &json!({"echo": "again"})).await;
-    assert_eq!((status, error, answer["echo"].clone()), (200, None, json!("again")));
+    assert_eq!(
+        (status, error, answer["echo"].clone()),
+        (200, None, json!("again"))
+    );
 }
 
 #[tokio::test]
@@ -301,7 +331,11 @@ async fn a_failed_init_is_reported_and_tried_again_inside_each_invoke() {
     let phase = |p: &str| {
         inits
             .iter()
-            .filter(|l| l.contains(&format!("\tPhase: {p}\tStatus: error\tError Type: Runtime.ExitError")))
+            .filter(|l| {
+                l.contains(&format!(
+                    "\tPhase: {p}\tStatus: error\tError Type: Runtime.ExitError"
+                ))
+            })
             .count()
     };
     // Each invoke: the Init phase fails, Lambda initialises again within the invoke, fails.
@@ -313,14 +347,17 @@ async fn a_failed_init_is_reported_and_tried_again_inside_each_invoke() {
 async fn beyond_its_reserved_concurrency_a_synchronous_invoke_is_throttled() {
     // The held invocation waits for a file, created as soon as the throttle is seen; its timeout
     // (10 minutes, the queue's visibility above it as Lambda requires) only bounds a broken run.
-    let stack = probe("ProbeReservedConcurrency=1 ProbeTimeout=600 ProbeVisibilityTimeout=3600").await;
+    let stack =
+        probe("ProbeReservedConcurrency=1 ProbeTimeout=600 ProbeVisibilityTimeout=3600").await;
     let release = std::env::temp_dir().join(testkit::unique("release"));
     let held = {
         let event = json!({"waitForFile": release.display().to_string()});
         let endpoint = stack.lambda_endpoint();
         tokio::spawn(async move {
             reqwest::Client::new()
-                .post(format!("{endpoint}/2015-03-31/functions/ProbeFunction/invocations"))
+                .post(format!(
+                    "{endpoint}/2015-03-31/functions/ProbeFunction/invocations"
+                ))
                 .body(event.to_string())
                 .send()
                 .await
@@ -348,7 +385,10 @@ async fn beyond_its_reserved_concurrency_a_synchronous_invoke_is_throttled() {
         "TooManyRequestsException"
     );
     let body: Value = response.json().await.expect("body");
-    assert_eq!(body["Reason"], "ReservedFunctionConcurrentInvocationLimitExceeded");
+    assert_eq!(
+        body["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
     std::fs::write(&release, b"go").expect("release");
     assert_eq!(held.await.expect("held"), 200);
     let _ = std::fs::remove_file(release);
@@ -366,8 +406,9 @@ async fn the_json_log_format_reports_as_platform_events() {
     let report = testkit::eventually("platform.report", common::SETTLE, || async {
         stack.log().lines().find_map(|l| {
             let event: Value = serde_json::from_str(l.strip_prefix("[ProbeFunction] ")?).ok()?;
-            (event["type"] == "platform.report" && event["record"]["requestId"] == request_id.as_str())
-                .then_some(event)
+            (event["type"] == "platform.report"
+                && event["record"]["requestId"] == request_id.as_str())
+            .then_some(event)
         })
     })
     .await;
@@ -399,7 +440,10 @@ async fn function_processes_die_with_the_gateway_even_when_it_is_killed() {
     let mut stack = probe("").await;
     let (_, _, answer) = invoke(&stack, &json!({"echo": 1})).await;
     let pid = answer["pid"].as_u64().expect("pid");
-    assert!(children_of(stack.pid()).contains(&pid), "the environment is the gateway's child");
+    assert!(
+        children_of(stack.pid()).contains(&pid),
+        "the environment is the gateway's child"
+    );
     stack.kill();
     testkit::eventually("the function process gone", common::SETTLE, || async {
         (!alive(pid)).then_some(())
@@ -413,7 +457,10 @@ async fn ctrl_c_stops_the_gateway_and_every_function_process() {
     let (_, _, answer) = invoke(&stack, &json!({"echo": 1})).await;
     let pid = answer["pid"].as_u64().expect("pid");
     let status = stack.interrupt();
-    assert!(status.success(), "the gateway exits cleanly on Ctrl-C: {status}");
+    assert!(
+        status.success(),
+        "the gateway exits cleanly on Ctrl-C: {status}"
+    );
     testkit::eventually("the function process gone", common::SETTLE, || async {
         (!alive(pid)).then_some(())
     })

@@ -135,16 +135,24 @@ fn every_function_is_an_arm64_rust_function_whose_crate_has_the_named_binary() {
                 "{at}"
             );
             // What sam build and the local gateway both build: CodeUri's crate, that binary.
-            let source = local_gateway::functions::build::source(&template, &scope, logical, function)
-                .unwrap_or_else(|e| panic!("{at}: {e:#}"));
+            let source =
+                local_gateway::functions::build::source(&template, &scope, logical, function)
+                    .unwrap_or_else(|e| panic!("{at}: {e:#}"));
             let local_gateway::functions::build::Source::Cargo { dir, binary } = source else {
                 panic!("{at}: CodeUri is not a Rust crate");
             };
-            let metadata = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-                .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
-                .arg(dir.join("Cargo.toml"))
-                .output()
-                .expect("cargo metadata");
+            let metadata =
+                std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+                    .args([
+                        "metadata",
+                        "--no-deps",
+                        "--format-version",
+                        "1",
+                        "--manifest-path",
+                    ])
+                    .arg(dir.join("Cargo.toml"))
+                    .output()
+                    .expect("cargo metadata");
             assert!(metadata.status.success(), "{at}: cargo metadata failed");
             let metadata: serde_json::Value =
                 serde_json::from_slice(&metadata.stdout).expect("metadata JSON");
@@ -153,13 +161,24 @@ fn every_function_is_an_arm64_rust_function_whose_crate_has_the_named_binary() {
                 .as_array()
                 .expect("packages")
                 .iter()
-                .find(|p| std::path::Path::new(p["manifest_path"].as_str().unwrap_or_default()) == manifest)
-                .unwrap_or_else(|| panic!("{at}: {} is not a package of the workspace", dir.display()));
+                .find(|p| {
+                    std::path::Path::new(p["manifest_path"].as_str().unwrap_or_default())
+                        == manifest
+                })
+                .unwrap_or_else(|| {
+                    panic!("{at}: {} is not a package of the workspace", dir.display())
+                });
             assert!(
-                package["targets"].as_array().expect("targets").iter().any(|t| {
-                    t["name"] == binary.as_str()
-                        && t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"))
-                }),
+                package["targets"]
+                    .as_array()
+                    .expect("targets")
+                    .iter()
+                    .any(|t| {
+                        t["name"] == binary.as_str()
+                            && t["kind"]
+                                .as_array()
+                                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+                    }),
                 "{at}: crate {} has no binary {binary:?}",
                 dir.display()
             );

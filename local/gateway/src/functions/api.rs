@@ -167,13 +167,15 @@ async fn next(State(state): State<Arc<RuntimeState>>) -> Response {
 
 /// Takes the reply channel of invocation `id`, if it is the one in flight; else the refusal
 /// the Runtime API gives (as AWS's runtime interface emulator answers).
-fn take(state: &RuntimeState, id: &str) -> Result<oneshot::Sender<Reply>, Response> {
-    let taken = state.in_flight.lock().ok().and_then(|mut in_flight| {
-        match in_flight.as_ref() {
+fn take(state: &RuntimeState, id: &str) -> Result<oneshot::Sender<Reply>, Refused> {
+    let taken = state
+        .in_flight
+        .lock()
+        .ok()
+        .and_then(|mut in_flight| match in_flight.as_ref() {
             Some((current, _)) if current == id => in_flight.take().map(|(_, reply)| reply),
             _ => None,
-        }
-    });
+        });
     if let Some(reply) = taken {
         if let Ok(mut answered) = state.answered.lock() {
             *answered = Some(id.to_owned());
@@ -186,14 +188,36 @@ fn take(state: &RuntimeState, id: &str) -> Result<oneshot::Sender<Reply>, Respon
         .map(|a| a.as_deref() == Some(id))
         .unwrap_or(false);
     Err(if again {
-        refusal(
-            StatusCode::FORBIDDEN,
-            "InvalidStateTransition",
-            "State transition from ResponseSent to ResponseSent is not allowed",
-        )
+        Refused::AnsweredAlready
     } else {
-        refusal(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
+        Refused::UnknownId
     })
+}
+
+/// Why an answer was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// No invocation in flight has this id.
+    UnknownId,
+    /// This invocation was answered already.
+    AnsweredAlready,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::AnsweredAlready => refusal(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                "State transition from ResponseSent to ResponseSent is not allowed",
+            ),
+            Refused::UnknownId => refusal(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                "Invalid request ID",
+            ),
+        }
+    }
 }
 
 async fn response(
@@ -203,7 +227,7 @@ async fn response(
 ) -> Response {
     let reply = match take(&state, &id) {
         Ok(reply) => reply,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if body.len() > MAX_RESPONSE_BYTES {
         let message = format!(
@@ -213,7 +237,11 @@ async fn response(
             "Function.ResponseSizeTooLarge",
             &message,
         )));
-        return refusal(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &message);
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &message,
+        );
     }
     let _ = reply.send(Reply::Response(body));
     accepted()
@@ -255,7 +283,7 @@ async fn error(
 ) -> Response {
     let reply = match take(&state, &id) {
         Ok(reply) => reply,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let _ = reply.send(Reply::Error(reported_error(&headers, &body)));
     accepted()
@@ -303,7 +331,10 @@ mod tests {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     fn job(id: &str) -> (Job, oneshot::Receiver<Reply>) {
@@ -359,7 +390,11 @@ mod tests {
             "\"twice\"",
         )
         .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "an invocation is answered once");
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "an invocation is answered once"
+        );
     }
 
     #[tokio::test]
@@ -379,7 +414,10 @@ mod tests {
         assert_eq!(status, StatusCode::ACCEPTED);
         match answer.await.expect("answered") {
             Reply::Error(e) => {
-                assert_eq!((e.error_type.as_str(), e.message.as_str()), ("JobError", "job failed: late"))
+                assert_eq!(
+                    (e.error_type.as_str(), e.message.as_str()),
+                    ("JobError", "job failed: late")
+                )
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -117,7 +117,9 @@ fn collect(path: &Path, stack_path: &str, out: &mut Vec<(String, Source)>) -> Re
     let scope = Scope::for_checks(&template)?;
     for (logical, resource) in template.resources() {
         if let Some(condition) = resource.get("Condition").and_then(Value::as_str)
-            && !scope.condition(condition).map_err(|e| anyhow!("{logical}: {e}"))?
+            && !scope
+                .condition(condition)
+                .map_err(|e| anyhow!("{logical}: {e}"))?
         {
             continue;
         }
@@ -169,13 +171,18 @@ async fn build_sources(
     Ok(out)
 }
 
-/// `cargo build --bin <binary>` in `dir`; the executable cargo reports.
-async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<PathBuf> {
+/// `cargo build --bin <binary>` in `dir`; the executable cargo reports, pinned (see [`pin`]).
+pub async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = tokio::process::Command::new(cargo);
     command
         .current_dir(dir)
-        .args(["build", "--message-format=json-render-diagnostics", "--bin", binary])
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--bin",
+            binary,
+        ])
         .stdout(std::process::Stdio::piped())
         // Progress and diagnostics go where the gateway's own logs go.
         .stderr(std::process::Stdio::inherit())
@@ -195,8 +202,13 @@ async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<PathBuf>
             output.status
         );
     }
-    let built = executable_of(&String::from_utf8_lossy(&output.stdout), binary)
-        .ok_or_else(|| anyhow!("cargo built no executable named {binary} in {}", dir.display()))?;
+    let built =
+        executable_of(&String::from_utf8_lossy(&output.stdout), binary).ok_or_else(|| {
+            anyhow!(
+                "cargo built no executable named {binary} in {}",
+                dir.display()
+            )
+        })?;
     pin(&built, binary).await
 }
 
@@ -228,7 +240,11 @@ async fn pin(built: &Path, binary: &str) -> Result<PathBuf> {
     if pinned.exists() {
         return Ok(pinned);
     }
-    let partial = dir.join(format!("{binary}-{}.{}.partial", metadata.ino(), std::process::id()));
+    let partial = dir.join(format!(
+        "{binary}-{}.{}.partial",
+        metadata.ino(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&partial);
     if std::fs::hard_link(built, &partial).is_err() {
         std::fs::copy(built, &partial)

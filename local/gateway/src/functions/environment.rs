@@ -174,10 +174,18 @@ impl Environment {
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|e| fail("Runtime.InitError", format!("no port for the Runtime API: {e}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| fail("Runtime.InitError", format!("no port for the Runtime API: {e}")))?;
+            .map_err(|e| {
+                fail(
+                    "Runtime.InitError",
+                    format!("no port for the Runtime API: {e}"),
+                )
+            })?;
+        let address = listener.local_addr().map_err(|e| {
+            fail(
+                "Runtime.InitError",
+                format!("no port for the Runtime API: {e}"),
+            )
+        })?;
         let (state, jobs, mut ready, mut init_error) = RuntimeState::new(spec.arn.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, super::api::router(state)).await;
@@ -276,7 +284,12 @@ impl Environment {
     }
 
     /// Hands `job` to the runtime and waits for its answer, at most until `timeout` has passed.
-    pub async fn invoke(&mut self, job: Job, answer: oneshot::Receiver<Reply>, timeout: Duration) -> Ended {
+    pub async fn invoke(
+        &mut self,
+        job: Job,
+        answer: oneshot::Receiver<Reply>,
+        timeout: Duration,
+    ) -> Ended {
         let mut exited = self.exited.clone();
         if self.jobs.send(job).await.is_err() {
             return Ended::Exited("the Runtime API stopped".into());

@@ -116,7 +116,7 @@ impl InvokeRequest {
 /// What an execution environment of a function is started with.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// Stack path and logical id (`UserApi.ConsumerFunction`): log prefix.
+    /// Stack path and logical id (`Orders.ConsumerFunction`): log prefix.
     pub id: String,
     /// Physical name.
     pub name: String,
@@ -165,6 +165,20 @@ pub struct Function {
 }
 
 impl Function {
+    /// A function run from `spec`, with at most `concurrency` environments (`reserved`: that
+    /// limit is the function's reserved concurrency). [`load`] builds them from templates.
+    pub fn new(spec: Spec, properties: Value, concurrency: usize, reserved: bool) -> Self {
+        Self {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            arn: spec.arn.clone(),
+            timeout: spec.timeout,
+            properties,
+            concurrency,
+            pool: Arc::new(pool::Pool::new(Arc::new(spec), concurrency, reserved)),
+        }
+    }
+
     /// Invokes the function synchronously with `payload` under a new request id.
     pub async fn invoke(&self, payload: Value) -> Result<Value, InvokeError> {
         self.invoke_as(payload, &uuid::Uuid::new_v4().to_string())
@@ -295,7 +309,11 @@ pub fn load(
         if !reserved.is_empty() {
             bail!(
                 "{id}: InvalidParameterValueException: Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
-                reserved.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")
+                reserved
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
         }
         let timeout = number(&properties, "Timeout", &id)?.unwrap_or(3);
@@ -333,7 +351,7 @@ pub fn load(
                 .max(event_source_concurrency(&properties)),
         };
         let arn = physical.attributes.get("Arn").cloned().unwrap_or_default();
-        let spec = Arc::new(Spec {
+        let spec = Spec {
             id: id.clone(),
             name: name.clone(),
             arn: arn.clone(),
@@ -351,20 +369,13 @@ pub fn load(
             log_level,
             region: options.region.clone(),
             endpoint: options.endpoint.clone(),
-        });
-        out.push(Arc::new(Function {
-            id,
-            name,
-            arn,
-            timeout: Duration::from_secs(timeout),
+        };
+        out.push(Arc::new(Function::new(
+            spec,
             properties,
             concurrency,
-            pool: Arc::new(pool::Pool::new(
-                spec,
-                concurrency,
-                reserved_concurrency.is_some(),
-            )),
-        }));
+            reserved_concurrency.is_some(),
+        )));
     }
     Ok(out)
 }

@@ -91,10 +91,9 @@ impl Pool {
 
     /// A warm environment, or the right to start one, or a throttle.
     fn lease(&self) -> Result<Lease<'_>, InvokeError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| InvokeError::Function(FunctionError::new("ServiceException", "pool lock poisoned")))?;
+        let mut state = self.state.lock().map_err(|_| {
+            InvokeError::Function(FunctionError::new("ServiceException", "pool lock poisoned"))
+        })?;
         while let Some(env) = state.idle.pop() {
             if env.is_alive() {
                 return Ok(Lease {
@@ -170,16 +169,15 @@ impl Pool {
         let mut lease = self.lease()?;
         let format = spec.log_format;
         let request_id = request.request_id.clone();
-        let report_of = |status: Status, duration: Duration, init: Option<Duration>, memory: u64| {
-            Report {
+        let report_of =
+            |status: Status, duration: Duration, init: Option<Duration>, memory: u64| Report {
                 request_id: request_id.clone(),
                 duration,
                 init,
                 memory_size_mb: spec.memory_mb,
                 max_memory_used_mb: memory,
                 status,
-            }
-        };
+            };
         if lease.env.is_none() {
             match self.cold_start().await {
                 Ok(env) => lease.env = Some(env),
@@ -207,7 +205,10 @@ impl Pool {
             }
         }
         let Some(env) = lease.env.as_mut() else {
-            return Err(InvokeError::Function(FunctionError::new("ServiceException", "no environment")));
+            return Err(InvokeError::Function(FunctionError::new(
+                "ServiceException",
+                "no environment",
+            )));
         };
         self.log(&report::start(format, &request_id));
         let (reply, answer) = oneshot::channel();
@@ -244,7 +245,9 @@ impl Pool {
             Ended::Exited(how) => {
                 lease.env = None;
                 let message = if how == "exit status 0" {
-                    format!("RequestId: {request_id} Error: Runtime exited without providing a reason")
+                    format!(
+                        "RequestId: {request_id} Error: Runtime exited without providing a reason"
+                    )
                 } else {
                     format!("RequestId: {request_id} Error: Runtime exited with error: {how}")
                 };

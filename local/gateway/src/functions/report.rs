@@ -71,7 +71,9 @@ pub struct Report {
 pub fn billed_ms(duration: Duration, init: Option<Duration>) -> u64 {
     let total = duration + init.unwrap_or_default();
     let micros = total.as_micros();
-    u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX).max(1)
+    u64::try_from(micros.div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -169,12 +171,7 @@ struct InitMetrics {
 
 /// The `INIT_REPORT` line of a failed initialisation: `phase` is `init` for the Init phase and
 /// `invoke` for the init Lambda runs again inside the invoke that follows.
-pub fn init_report(
-    format: LogFormat,
-    duration: Duration,
-    phase: &str,
-    status: &Status,
-) -> String {
+pub fn init_report(format: LogFormat, duration: Duration, phase: &str, status: &Status) -> String {
     let (word, error_type) = match status {
         Status::Success => ("success", None),
         Status::Timeout => ("timeout", None),
@@ -238,7 +235,9 @@ pub fn report(format: LogFormat, r: &Report) -> String {
             match &r.status {
                 Status::Success => {}
                 Status::Timeout => line.push_str("\tStatus: timeout"),
-                Status::Error(kind) => line.push_str(&format!("\tStatus: error\tError Type: {kind}")),
+                Status::Error(kind) => {
+                    line.push_str(&format!("\tStatus: error\tError Type: {kind}"))
+                }
             }
             // CloudWatch shows the fields each followed by a tab, the last one too.
             line.push('\t');

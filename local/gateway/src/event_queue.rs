@@ -59,7 +59,7 @@ impl AsyncConfig {
 
 /// Runs asynchronous invokes for every function of the local stack.
 #[derive(Debug)]
-pub struct AsyncInvoker {
+pub struct EventQueue {
     functions: HashMap<String, (Arc<Function>, AsyncConfig)>,
     queues_by_arn: HashMap<String, String>,
     sqs: aws_sdk_sqs::Client,
@@ -76,7 +76,7 @@ fn iso_now() -> String {
         .unwrap_or_default()
 }
 
-impl AsyncInvoker {
+impl EventQueue {
     /// An invoker for `functions`; `retry_unit` is the wait before the first retry (doubled
     /// before the second).
     pub fn new(
@@ -144,7 +144,9 @@ impl AsyncInvoker {
                     // (1 s up to 5 min) until the event's maximum age, and not counted as a
                     // retry attempt (invocation-async-error-handling.html).
                     throttles += 1;
-                    let wait = self.retry_unit.mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
+                    let wait = self
+                        .retry_unit
+                        .mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
                     tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
                     tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
                     continue;
