@@ -1,4 +1,4 @@
-//! `local-gateway`: runs the patterns' templates locally on moto until Ctrl-C.
+//! `local-gateway`: serves SAM templates locally on moto until Ctrl-C, each function run from its own binary.
 //!
 //! ```text
 //! local-gateway --endpoint http://127.0.0.1:5000 [--template template.yaml] [--port 3000]

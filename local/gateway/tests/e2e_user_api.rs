@@ -418,7 +418,7 @@ async fn the_lambda_api_refuses_unknown_functions_and_reports_function_errors() 
     // not deserialise into the handler's type: its error's type name, the handler never called.
     assert_eq!(
         answer["errorType"],
-        "lambda_runtime::deserializer::DeserializeError"
+        "&lambda_runtime::deserializer::DeserializeError"
     );
 }
 
