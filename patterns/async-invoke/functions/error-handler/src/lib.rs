@@ -129,6 +129,22 @@ pub enum HandlerError {
     Store(#[from] StoreError),
 }
 
+/// How Lambda reports the failure in the record the EventBridge archive keeps (and to a
+/// synchronous caller): `errorType` names the kind (`NotARecord`, `StoreError`), `errorMessage`
+/// carries the whole cause chain. (The runtime's default would be a Rust type name.)
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::NotARecord(_) => "NotARecord",
+            HandlerError::Store(_) => "StoreError",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: aws_setup::ErrorChain(&error).to_string(),
+        }
+    }
+}
+
 /// The error handler, built once per execution environment.
 #[derive(Clone)]
 pub struct ErrorHandler {

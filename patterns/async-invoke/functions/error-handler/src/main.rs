@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let handler = &handler;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(handler.handle_event(event.payload).await?)
+            // A failure is reported as its kind (`NotARecord`, `StoreError`): see `Diagnostic`.
+            handler.handle_event(event.payload).await
         },
     ))
     .await
