@@ -114,7 +114,7 @@ contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## The user-a
 	tools/with-moto.sh cargo test --locked -p local-gateway --test e2e_user_api schemathesis
 
 .PHONY: bench
-bench: ## What the project's own code costs, apart from AWS: authorizer decision, batch fan-out
+bench: ## What the project's own code costs, apart from AWS: authorizer decision, batch fan-out, Runtime API overhead per warm invoke, make local to its banner
 	cargo run --locked --release -p patterns-bench
 
 .PHONY: clean

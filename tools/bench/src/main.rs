@@ -1,4 +1,5 @@
-//! `make bench`: what the project's own code costs, measured apart from AWS and moto.
+//! `make bench`: what the project's own code costs, measured apart from AWS and moto, and what
+//! the local gateway costs.
 //!
 //! 1. The Basic-auth decision (parse, two SHA-256 digests, constant-time compare), per request.
 //! 2. An SQS batch of 10 and a Kinesis batch of 100 records over distinct keys, written to an
@@ -6,12 +7,21 @@
 //!    round trip: the consumers fan records out, so a batch costs about one round trip (SQS, 10
 //!    at once) or a few (Kinesis, 25 keys at once: the template's default `WriteConcurrency`),
 //!    not one per record.
+//! 3. The local gateway's Runtime API overhead per warm invoke (median, p99, mean), and its cold
+//!    start, with the probe fixture function ([`runtime_api`]).
+//! 4. The time from `make local` to its banner with a warm cargo cache, three runs and their
+//!    median ([`make_local`]; skipped without the project's `.venv`).
 //!
 //! Results are printed; nothing here is asserted on time (speed goals live here, not in tests).
 
+mod make_local;
+mod runtime_api;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use base64::Engine as _;
 use dynamo_writer::{EventStore, Item, MemoryStore, PutOutcome, StoreError};
 use futures::future::BoxFuture;
@@ -115,11 +125,40 @@ async fn kinesis_bench(latency: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `p`th percentile (nearest rank) of `sorted`, which must be in ascending order.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// The repository's root, two levels above this crate.
+fn repo_root() -> anyhow::Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .join("../..")
+        .canonicalize()
+        .with_context(|| format!("cannot find the repository above {}", manifest.display()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(runtime_api::CHILD_FLAG)) {
+        return runtime_api::child(args).await;
+    }
     authorizer_bench();
     let latency = Duration::from_millis(10);
     sqs_bench(latency).await?;
     kinesis_bench(latency).await?;
+    let root = repo_root()?;
+    runtime_api::bench(&root)
+        .await
+        .context("runtime API overhead")?;
+    make_local::bench(&root)
+        .await
+        .context("make local to its banner")?;
     Ok(())
 }

@@ -191,10 +191,14 @@ pub async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<Path
         command.arg("--release");
     }
     tracing::info!(binary, dir = %dir.display(), release, "building function with cargo");
+    // `spawn` then `wait_with_output`, not `output()`, which would capture stderr too: cargo's
+    // progress and a compiler error must reach the user.
     let output = command
-        .output()
+        .spawn()
+        .with_context(|| format!("cannot run cargo in {}", dir.display()))?
+        .wait_with_output()
         .await
-        .with_context(|| format!("cannot run cargo in {}", dir.display()))?;
+        .with_context(|| format!("cargo in {} did not finish", dir.display()))?;
     if !output.status.success() {
         bail!(
             "cargo build --bin {binary} in {} failed ({})",
