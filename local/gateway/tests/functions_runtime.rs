@@ -229,19 +229,29 @@ async fn warm_environments_are_reused_and_a_cold_start_reports_its_init_duration
     );
 }
 
+/// Invokes `{"echo": ...}` until one answers: under a 2-second `Timeout`, a machine that
+/// stalls the probe that long makes an echo time out too, which only means another try.
+async fn echo_answered(stack: &LocalStack) -> Value {
+    testkit::eventually("an echo within the timeout", common::SETTLE, || async {
+        let (_, error, answer) = invoke(stack, &json!({"echo": "ping"})).await;
+        error.is_none().then_some(answer)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_function_past_its_timeout_is_killed_and_the_next_invoke_is_a_cold_start() {
-    let stack = probe("ProbeTimeout=1").await;
-    let (_, _, warm) = invoke(&stack, &json!({"echo": "before"})).await;
+    let stack = probe("ProbeTimeout=2").await;
+    let warm = echo_answered(&stack).await;
     let old_pid = warm["pid"].as_u64().expect("pid");
-    let (status, error, answer) = invoke(&stack, &json!({"sleepMs": 30_000})).await;
+    let (status, error, answer) = invoke(&stack, &json!({"sleepMs": 600_000})).await;
     assert_eq!(status, 200);
     assert_eq!(error.as_deref(), Some("Unhandled"));
     assert_eq!(answer["errorType"], "Sandbox.Timedout", "{answer}");
     let message = answer["errorMessage"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("RequestId: ")
-            && message.ends_with("Error: Task timed out after 1.00 seconds"),
+            && message.ends_with("Error: Task timed out after 2.00 seconds"),
         "{message}"
     );
     testkit::eventually(
@@ -256,7 +266,7 @@ async fn a_function_past_its_timeout_is_killed_and_the_next_invoke_is_a_cold_sta
             .any(|r| r.contains("\tStatus: timeout")),
         "no timeout REPORT"
     );
-    let (_, _, after) = invoke(&stack, &json!({"echo": "after"})).await;
+    let after = echo_answered(&stack).await;
     assert_ne!(after["pid"], warm["pid"], "a new environment");
     let report = report_of(&stack, after["requestId"].as_str().unwrap()).await;
     assert!(
