@@ -66,6 +66,30 @@ fn error(status: StatusCode, kind: &str, text: &str) -> Response {
     response
 }
 
+/// Whether a web page could have sent this request cross-site: browsers add `Origin` to every
+/// cross-origin POST, and send without a CORS preflight only the "simple" content types. The
+/// endpoint listens on the developer's loopback, where any page they visit can reach it, and AWS
+/// would require a SigV4 signature no page has; so such requests are refused, not run.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let simple = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            matches!(
+                t.as_str(),
+                "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+            )
+        });
+    headers.contains_key("origin") || simple
+}
+
 /// Largest request payload of a synchronous invoke (Lambda's quota, 6 MB).
 const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 
@@ -75,6 +99,13 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if cross_site(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "The local Lambda endpoint refuses requests a web page could send cross-site (an Origin header, or a text/plain, form or multipart body): use the AWS CLI, an SDK, or Content-Type: application/json",
+        );
+    }
     let Some(function) = api.find(&name) else {
         return error(
             StatusCode::NOT_FOUND,

@@ -249,9 +249,21 @@ pub async fn start(options: &Options) -> Result<Running> {
     if let Some(parent) = options.state_file.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    // Write then rename, so a reader never sees half a file.
+    // Write then rename, so a reader never sees half a file. It holds the local passwords and
+    // the signing secret: readable and writable by its owner only, from its first byte.
     let partial = options.state_file.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_vec_pretty(&description)?)?;
+    let _ = std::fs::remove_file(&partial);
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        file.write_all(&serde_json::to_vec_pretty(&description)?)?;
+    }
     std::fs::rename(&partial, &options.state_file)
         .with_context(|| format!("cannot write {}", options.state_file.display()))?;
     Ok(Running { description })

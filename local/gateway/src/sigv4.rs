@@ -112,16 +112,21 @@ fn uri_encode(value: &str, keep_slash: bool) -> String {
     out
 }
 
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
 fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Read as bytes: a `%` followed by a multi-byte character must not split that character.
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&value[i + 1..i + 3], 16)
+            && let (Some(high), Some(low)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
         {
-            out.push(b);
+            out.push(high << 4 | low);
             i += 3;
             continue;
         }
@@ -324,6 +329,16 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percent_before_a_multibyte_character_neither_panics_nor_decodes() {
+        // Issue 11: "%é" sliced inside the character and panicked the connection.
+        assert_eq!(percent_decode("a=%\u{e9}b"), "a=%\u{e9}b");
+        assert_eq!(percent_decode("%\u{e9}"), "%\u{e9}");
+        assert_eq!(percent_decode("%4\u{e9}"), "%4\u{e9}");
+        assert_eq!(percent_decode("x%41y%c3%a9"), "xAy\u{e9}");
+        assert_eq!(canonical_query("k=%\u{e9}"), "k=%25%C3%A9");
+    }
 
     #[test]
     fn amz_dates_parse_to_epoch_seconds() {

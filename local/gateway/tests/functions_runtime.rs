@@ -476,3 +476,61 @@ async fn ctrl_c_stops_the_gateway_and_every_function_process() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_invoke_endpoint_refuses_what_a_web_page_could_send_cross_site() {
+    // Issue 11: a page the developer visits could POST text/plain to 127.0.0.1 and run a
+    // function with a forged event. AWS would demand a SigV4 signature no page has.
+    let stack = probe("").await;
+    let url = format!(
+        "{}/2015-03-31/functions/ProbeFunction/invocations",
+        stack.lambda_endpoint()
+    );
+    let attempts = [
+        ("origin", "https://evil.example"),
+        ("content-type", "text/plain"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("content-type", "multipart/form-data; boundary=x"),
+    ];
+    for (name, value) in attempts {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header(name, value)
+            .body(r#"{"echo": "forged"}"#)
+            .send()
+            .await
+            .expect("invoke");
+        assert_eq!(response.status().as_u16(), 403, "{name}: {value}");
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "AccessDeniedException"
+        );
+    }
+    assert!(
+        platform_lines(&stack, "START").is_empty(),
+        "nothing ran: {:?}",
+        platform_lines(&stack, "START")
+    );
+    let (status, error, answer) = invoke_with(
+        &stack,
+        &json!({"echo": "ok"}),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(
+        (status, error, answer["echo"].clone()),
+        (200, None, json!("ok"))
+    );
+}
+
+#[tokio::test]
+async fn the_stack_description_is_readable_by_its_owner_only() {
+    // Issue 11: it holds the local passwords and the signing secret.
+    use std::os::unix::fs::PermissionsExt as _;
+    let stack = probe("").await;
+    let mode = std::fs::metadata(stack.state_file())
+        .expect("state file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}

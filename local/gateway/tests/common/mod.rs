@@ -166,6 +166,11 @@ impl LocalStack {
         stack
     }
 
+    /// The stack description the gateway wrote.
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("stack.json")
+    }
+
     /// The gateway's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
