@@ -291,10 +291,13 @@ impl SigningKey {
                 .collect();
             canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
         }
-        let payload_hash = match header("x-amz-content-sha256") {
-            Some(hash) => hash.to_owned(),
-            None => sha256_hex(request.body),
-        };
+        // The signature covers the body itself: for execute-api the payload hash is always the
+        // SHA-256 of the body received. An `x-amz-content-sha256` header (S3's) cannot stand in
+        // for it: one naming another body (a replayed signature) or `UNSIGNED-PAYLOAD` fails.
+        let payload_hash = sha256_hex(request.body);
+        if header("x-amz-content-sha256").is_some_and(|claimed| claimed != payload_hash) {
+            return Err(Refusal::Mismatch);
+        }
         let scope = format!("{day}/{region}/execute-api/aws4_request");
         let mut signing_key = hmac(format!("AWS4{}", self.secret_access_key).as_bytes(), day);
         for part in [region, "execute-api", "aws4_request"] {

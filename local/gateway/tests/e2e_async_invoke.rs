@@ -100,6 +100,77 @@ async fn send(
     )
 }
 
+/// Signs `signed` with an `x-amz-content-sha256` header (as S3 clients sign), then sends `sent`.
+async fn send_with_content_hash(
+    stack: &LocalStack,
+    url: &str,
+    signed: SignableBody<'_>,
+    sent: &str,
+) -> u16 {
+    let signer = Signer::of(stack);
+    let identity = aws_credential_types::Credentials::new(
+        &signer.access_key,
+        &signer.secret,
+        None,
+        None,
+        "test",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&signer.region)
+        .name("execute-api")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("params")
+        .into();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(sent.to_owned())
+        .expect("request");
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        [("content-type", "application/json")].into_iter(),
+        signed,
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    instructions.apply_to_request_http1x(&mut request);
+    let mut builder = reqwest::Client::new().post(url).body(sent.to_owned());
+    for (name, value) in request.headers() {
+        builder = builder.header(name.as_str(), value.to_str().expect("ascii"));
+    }
+    builder.send().await.expect("send").status().as_u16()
+}
+
+#[tokio::test]
+async fn a_signature_is_bound_to_the_body_received_whatever_x_amz_content_sha256_says() {
+    // Issue 11: the header replaced the body's hash unchecked, so a captured signature carried
+    // any body, and UNSIGNED-PAYLOAD passed. For execute-api the payload hash is the body's.
+    let stack = LocalStack::start(P, "").await;
+    let url = format!("{}/jobs", base(&stack));
+    let body = r#"{"seconds": 1}"#;
+    let honest =
+        send_with_content_hash(&stack, &url, SignableBody::Bytes(body.as_bytes()), body).await;
+    assert_eq!(honest, 202, "a true content hash, signed, is accepted");
+    let replayed = send_with_content_hash(
+        &stack,
+        &url,
+        SignableBody::Bytes(body.as_bytes()),
+        r#"{"seconds": 2}"#,
+    )
+    .await;
+    assert_eq!(replayed, 403, "another body under a captured signature");
+    let unsigned = send_with_content_hash(&stack, &url, SignableBody::UnsignedPayload, body).await;
+    assert_eq!(unsigned, 403, "UNSIGNED-PAYLOAD");
+}
+
 fn base(stack: &LocalStack) -> String {
     stack.pattern(P)["baseUrl"]
         .as_str()
