@@ -117,6 +117,61 @@ contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## The user-a
 bench: ## What the project's own code costs, apart from AWS: authorizer decision, batch fan-out, Runtime API overhead per warm invoke, make local to its banner
 	cargo run --locked --release -p patterns-bench
 
+# Fuzzing: cargo-fuzz (libFuzzer), installed by `make fuzz` at a pinned version into the shared
+# cache, on the repository's pinned *stable* toolchain. That works because of `--sanitizer none`:
+# cargo-fuzz's default, AddressSanitizer, needs `-Zsanitizer` (nightly only), while the coverage
+# instrumentation libFuzzer needs (`-Cpasses=sancov-module`, `-Cllvm-args=-sanitizer-coverage-*`,
+# `--cfg fuzzing`) is stable; no RUSTC_BOOTSTRAP is needed. The workspace forbids `unsafe`, so a
+# sanitizer would add little: a panic or a failed assertion aborts, and libFuzzer reports it.
+# One input running longer than FUZZ_TIMEOUT seconds is a hang, reported like a crash.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TOOLS := $(HOME)/.cache/async-api-patterns/tools
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/async-api-patterns/target-fuzz
+FUZZ_TARGETS ?= sigv4 basic_auth cfn_template batch_events
+FUZZ_SECONDS ?= 600
+FUZZ_TIMEOUT ?= 10
+# `make fuzz-cmin` keeps the named seeds of fuzz/corpus/<target>/ and adds, of the inputs under 1 KiB
+# that runs found (and the hash-named ones already there), the fewest that cover every edge
+# (libFuzzer's -set_cover_merge without hit counts); `cargo fuzz cmin` would drop seeds and keep
+# thousands of files. Largest input it adds:
+FUZZ_CMIN_MAX_BYTES ?= 1025
+FUZZ_RUN = PATH="$(FUZZ_TOOLS)/bin:$$PATH" CARGO_TARGET_DIR="$(FUZZ_TARGET_DIR)" cargo fuzz
+
+$(FUZZ_TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION):
+	cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION) --root $(FUZZ_TOOLS)
+	touch $@
+
+.PHONY: fuzz
+fuzz: $(FUZZ_TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION) ## Fuzz SigV4, Basic auth, the template reader and the batch decoders, FUZZ_SECONDS (600) each; fails on a crash or hang
+	@cargo metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 > /dev/null || { \
+	  echo "fuzz/Cargo.lock is out of date (a dependency of the checked crates changed): run"; \
+	  echo "  cargo update --manifest-path fuzz/Cargo.toml --workspace   and commit fuzz/Cargo.lock"; exit 1; }
+	$(FUZZ_RUN) build --sanitizer none
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .local/fuzz/corpus/$$t; \
+	  seeds="fuzz/corpus/$$t"; [ -d fuzz/regressions/$$t ] && seeds="$$seeds fuzz/regressions/$$t"; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s (new inputs in .local/fuzz/corpus/$$t, crashes in fuzz/artifacts/$$t)"; \
+	  $(FUZZ_RUN) run --sanitizer none $$t .local/fuzz/corpus/$$t $$seeds -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=4096 -print_final_stats=1 \
+	    > .local/fuzz/$$t.log 2>&1 || failed="$$failed $$t"; \
+	  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|SUMMARY|Test unit written' .local/fuzz/$$t.log || true; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: found a crash or hang in:$$failed (logs: .local/fuzz/<target>.log)"; exit 1; fi; \
+	echo "fuzz: no crash or hang in $(FUZZ_SECONDS) s per target ($(FUZZ_TARGETS))"
+
+.PHONY: fuzz-cmin
+fuzz-cmin: $(FUZZ_TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION) ## Minimize fuzz/corpus/ with what `make fuzz` found (libFuzzer merge; named seeds are kept)
+	@for t in $(FUZZ_TARGETS); do \
+	  pool=.local/fuzz/cmin/$$t; rm -rf $$pool; mkdir -p $$pool .local/fuzz/corpus/$$t; \
+	  find fuzz/corpus/$$t -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -exec mv -t $$pool {} +; \
+	  find .local/fuzz/corpus/$$t -maxdepth 1 -type f -size -$(FUZZ_CMIN_MAX_BYTES)c -exec cp -t $$pool {} +; \
+	  echo "== merge $$t: $$(ls $$pool | wc -l) candidates"; \
+	  $(FUZZ_RUN) run --sanitizer none $$t fuzz/corpus/$$t $$pool -- -set_cover_merge=1 -use_counters=0 -timeout=$(FUZZ_TIMEOUT) \
+	    > .local/fuzz/cmin-$$t.log 2>&1 || { tail -n 20 .local/fuzz/cmin-$$t.log; exit 1; }; \
+	  grep -E 'MERGE-OUTER: [0-9]+ new files' .local/fuzz/cmin-$$t.log || true; \
+	done
+	@for t in $(FUZZ_TARGETS); do echo "fuzz/corpus/$$t: $$(ls fuzz/corpus/$$t | wc -l) files, $$(cat fuzz/corpus/$$t/* | wc -c) bytes"; done
+
 .PHONY: clean
 clean: ## Remove local state and SAM build output (the shared cargo cache stays)
 	rm -rf .local .aws-sam

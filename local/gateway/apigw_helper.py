@@ -1,15 +1,16 @@
 """Mapping templates and request validation for the local gateway's REST APIs.
 
-The local gateway (Rust) runs this helper once and talks to it in JSON lines on stdin/stdout:
+The local gateway (Rust) runs a small pool of these helpers, one render at a time each, and
+talks to each in JSON lines on stdin/stdout. The helper says it is ready once its imports are
+done, then answers each request with the request's own id:
 
-    {"op": "render", "template": "...", "body": "...", "params": {...}, "context": {...}}
-    -> {"output": "...", "status": 404 | null, "headers": {...}}
-    {"op": "validate", "schema": {...}, "body": "..."}
-    -> {"valid": true} | {"valid": false, "reason": "..."}
+    -> {"ready": true}
+    {"id": 7, "op": "render", "template": "...", "body": "...", "params": {...}, "context": {...}}
+    -> {"id": 7, "output": "...", "status": 404 | null, "headers": {...}}
 
 Templates run on airspeed-ext, the Velocity engine AWS emulators use, with API Gateway's
-`$input`, `$util` and `$context` (including `$context.responseOverride`). Request bodies are
-validated with JSON Schema draft 4, as API Gateway validates models.
+`$input`, `$util` and `$context` (including `$context.responseOverride`). Request models are
+validated by the gateway itself, in Rust.
 """
 import base64
 import json
@@ -18,7 +19,6 @@ import sys
 import urllib.parse
 
 import airspeed
-from jsonschema import Draft4Validator
 
 _TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 
@@ -56,7 +56,9 @@ class Input:
         if self._parsed is None:
             try:
                 self._parsed = json.loads(self.body) if self.body else {}
-            except ValueError:
+            except (ValueError, RecursionError):
+                # Not JSON, or nested deeper than Python's parser goes: the template sees no
+                # document, as it sees a body that is not JSON.
                 self._parsed = {}
         return self._parsed
 
@@ -130,26 +132,24 @@ def render(request):
     }
 
 
-def validate(request):
-    try:
-        document = json.loads(request.get("body") or "")
-    except ValueError:
-        return {"valid": False, "reason": "body is not JSON"}
-    errors = sorted(Draft4Validator(request["schema"]).iter_errors(document), key=lambda e: e.path)
-    if errors:
-        return {"valid": False, "reason": errors[0].message}
-    return {"valid": True}
-
-
 def main():
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     for line in sys.stdin:
+        request_id = None
         try:
             request = json.loads(line)
+            request_id = request.get("id")
             op = request.get("op")
-            answer = render(request) if op == "render" else validate(request) if op == "validate" else {"error": f"unknown op {op!r}"}
+            answer = render(request) if op == "render" else {"error": f"unknown op {op!r}"}
         except Exception as error:  # answer every line, whatever the template does
             answer = {"error": f"{type(error).__name__}: {error}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
+        answer["id"] = request_id
+        try:
+            text = json.dumps(answer)
+        except (ValueError, TypeError, RecursionError) as error:
+            text = json.dumps({"id": request_id, "error": f"{type(error).__name__}: {error}"})
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
 

@@ -28,7 +28,12 @@ impl Template {
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not valid YAML", path.display()))?;
         let mut doc = yaml_to_json(yaml)?;
-        include_local_files(&mut doc, path.parent().unwrap_or(Path::new(".")))?;
+        let mut chain = vec![path.canonicalize().unwrap_or_else(|_| path.to_path_buf())];
+        include_local_files(
+            &mut doc,
+            path.parent().unwrap_or(Path::new(".")),
+            &mut chain,
+        )?;
         apply_function_globals(&mut doc);
         Ok(Self {
             path: path.to_path_buf(),
@@ -167,7 +172,9 @@ pub fn yaml_to_json(yaml: serde_yaml::Value) -> Result<Value> {
 
 /// Replaces `Fn::Transform: {Name: AWS::Include, Parameters: {Location: <local file>}}` with the
 /// file's content, as `sam package` / `sam deploy` do before CloudFormation sees the template.
-fn include_local_files(value: &mut Value, base: &Path) -> Result<()> {
+/// `chain` holds the files being read, outermost first: a file that includes itself, directly or
+/// through others, is an error (it used to recurse until the stack overflowed).
+fn include_local_files(value: &mut Value, base: &Path, chain: &mut Vec<PathBuf>) -> Result<()> {
     let include = value
         .as_object()
         .and_then(|m| m.get("Fn::Transform"))
@@ -181,16 +188,31 @@ fn include_local_files(value: &mut Value, base: &Path) -> Result<()> {
             .with_context(|| format!("cannot read included file {}", file.display()))?;
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not valid YAML", file.display()))?;
+        let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+        if chain.contains(&canonical) {
+            bail!(
+                "{} includes itself (AWS::Include through {})",
+                file.display(),
+                chain
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+        }
         *value = yaml_to_json(yaml)?;
-        return include_local_files(value, file.parent().unwrap_or(base));
+        chain.push(canonical);
+        let included = include_local_files(value, file.parent().unwrap_or(base), chain);
+        chain.pop();
+        return included;
     }
     match value {
         Value::Object(map) => map
             .values_mut()
-            .try_for_each(|v| include_local_files(v, base)),
+            .try_for_each(|v| include_local_files(v, base, chain)),
         Value::Array(items) => items
             .iter_mut()
-            .try_for_each(|v| include_local_files(v, base)),
+            .try_for_each(|v| include_local_files(v, base, chain)),
         _ => Ok(()),
     }
 }
@@ -432,9 +454,17 @@ impl Scope {
                             _ => Err(ResolveError::Invalid("bad Fn::Select".into())),
                         }
                     }
-                    _ => Ok(Value::Object(
-                        [(key.to_owned(), self.resolve(arg)?)].into_iter().collect(),
-                    )),
+                    _ => {
+                        let resolved = self.resolve(arg)?;
+                        // A lone property set to `AWS::NoValue` is removed, as in any object
+                        // (the marker used to be kept as its value).
+                        if matches!(&resolved, Value::String(s) if s == NO_VALUE) {
+                            return Ok(Value::Object(Map::new()));
+                        }
+                        Ok(Value::Object(
+                            [(key.to_owned(), resolved)].into_iter().collect(),
+                        ))
+                    }
                 }
             }
             Value::Object(map) => Ok(Value::Object(
@@ -587,14 +617,23 @@ impl Scope {
                 out.push_str("${");
                 out.push_str(literal);
                 out.push('}');
-            } else if let Some(v) = vars.get(name) {
-                out.push_str(&self.resolve_str(v)?);
-            } else if let Some((resource, attribute)) =
-                name.split_once('.').filter(|_| !name.starts_with("AWS::"))
-            {
-                out.push_str(&self.attribute(resource, attribute)?);
             } else {
-                out.push_str(&self.reference(name)?);
+                let value = if let Some(v) = vars.get(name) {
+                    self.resolve_str(v)?
+                } else if let Some((resource, attribute)) =
+                    name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+                {
+                    self.attribute(resource, attribute)?
+                } else {
+                    self.reference(name)?
+                };
+                // `AWS::NoValue` is no string: it cannot be part of one.
+                if value == NO_VALUE {
+                    return Err(ResolveError::Invalid(format!(
+                        "${{{name}}} in Fn::Sub is AWS::NoValue, which is not a string"
+                    )));
+                }
+                out.push_str(&value);
             }
             rest = &after[end + 1..];
         }
@@ -666,6 +705,31 @@ mod tests {
     }
 
     #[test]
+    fn no_value_never_becomes_a_value() {
+        // Found by the cfn_template fuzz checks: the internal marker of `AWS::NoValue` was kept as
+        // the value of a lone property (an `Environment.Variables` with one variable) and
+        // substituted into `Fn::Sub` strings.
+        let mut s = scope();
+        s.evaluate_conditions(Some(&json!({"Never": {"Fn::Equals": ["a", "b"]}})))
+            .expect("conditions");
+        let lone =
+            json!({"Variables": {"ONLY": {"Fn::If": ["Never", "x", {"Ref": "AWS::NoValue"}]}}});
+        assert_eq!(
+            s.resolve(&lone).expect("resolved"),
+            json!({"Variables": {}})
+        );
+        for sub in [
+            json!({"Fn::Sub": "a-${AWS::NoValue}"}),
+            json!({"Fn::Sub": ["a-${X}", {"X": {"Ref": "AWS::NoValue"}}]}),
+        ] {
+            assert!(
+                matches!(s.resolve(&sub), Err(ResolveError::Invalid(_))),
+                "{sub}"
+            );
+        }
+    }
+
+    #[test]
     fn rules_refuse_parameters_their_assertions_reject() {
         let rules = json!({"Window": {
             "RuleCondition": {"Fn::Not": [{"Fn::Contains": [["1", "2", "10"], {"Ref": "Size"}]}]},
@@ -687,6 +751,46 @@ mod tests {
             refused.contains("Window") && refused.contains("a batch above 10 needs a window"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_template_that_includes_itself_is_an_error_not_a_stack_overflow() {
+        // Found by the cfn_template fuzz checks: `AWS::Include` of the template itself, or of a
+        // file that includes it back, recursed until the stack overflowed.
+        let dir = std::env::temp_dir().join(format!("cfn-include-cycle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let include = |location: &str| {
+            format!(
+                "Resources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n      \
+                 DefinitionBody:\n        Fn::Transform:\n          Name: AWS::Include\n          \
+                 Parameters:\n            Location: {location}\n"
+            )
+        };
+        std::fs::write(dir.join("self.yaml"), include("self.yaml")).expect("write");
+        std::fs::write(dir.join("a.yaml"), include("b.yaml")).expect("write");
+        std::fs::write(
+            dir.join("b.yaml"),
+            "x:\n  Fn::Transform: {Name: AWS::Include, Parameters: {Location: a.yaml}}\n",
+        )
+        .expect("write");
+        std::fs::write(dir.join("c.yaml"), include("d.yaml")).expect("write");
+        std::fs::write(dir.join("d.yaml"), "[1, {Fn::Transform: {Name: AWS::Include, Parameters: {Location: e.yaml}}}, {Fn::Transform: {Name: AWS::Include, Parameters: {Location: e.yaml}}}]").expect("write");
+        std::fs::write(dir.join("e.yaml"), "2").expect("write");
+        for cycle in ["self.yaml", "a.yaml"] {
+            let error = Template::load(&dir.join(cycle)).expect_err("a cycle");
+            assert!(
+                format!("{error:#}").contains("includes itself"),
+                "{error:#}"
+            );
+        }
+        let twice = Template::load(&dir.join("c.yaml")).expect("the same file twice is no cycle");
+        assert_eq!(
+            twice
+                .doc
+                .pointer("/Resources/Api/Properties/DefinitionBody"),
+            Some(&json!([1, 2, 2]))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -5,19 +5,18 @@
 //! provisions their queues, tables and secrets in moto ([`stack`]), builds each function's own
 //! binary and runs it as Lambda does, a process per execution environment behind a Runtime API
 //! ([`functions`]), serves the HTTP and REST APIs with their authorizers and integrations
-//! ([`http_api`], [`rest_api`]) and emulates the event source mappings ([`sqs_esm`],
+//! ([`apigw`]: one API Gateway core, two front ends) and emulates the event source mappings ([`sqs_esm`],
 //! [`kinesis_esm`]) and asynchronous invokes ([`event_queue`]). Everything it does is read from
 //! the templates: change a batch size or a redrive count there and local behaviour follows. It
 //! knows no pattern: a function added to a template runs with no change here.
 
-pub mod apigw_helper;
+pub mod apigw;
 pub mod cfn;
 pub mod event_queue;
 pub mod functions;
-pub mod http_api;
+pub mod kinesis_checks;
 pub mod kinesis_esm;
 pub mod lambda_api;
-pub mod rest_api;
 pub mod run;
 pub mod sigv4;
 pub mod sqs_checks;
@@ -43,30 +42,4 @@ pub fn random_alnum(len: usize) -> String {
         }
     }
     out
-}
-
-/// Request headers as a JSON object (the shape API Gateway events carry); values that are not
-/// visible ASCII are left out.
-pub(crate) fn headers_json(
-    headers: &axum::http::HeaderMap,
-) -> serde_json::Map<String, serde_json::Value> {
-    headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_owned(),
-                serde_json::Value::String(v.to_str().ok()?.to_owned()),
-            ))
-        })
-        .collect()
-}
-
-/// A raw query string as a JSON object of its parameters (the last value of a repeated one wins).
-pub(crate) fn query_json(query: &str) -> serde_json::Map<String, serde_json::Value> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
-        .collect()
 }

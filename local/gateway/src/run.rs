@@ -8,11 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use crate::apigw_helper::Helper;
+use crate::apigw::helper::Helper;
+use crate::apigw::{http as http_api, rest as rest_api};
 use crate::event_queue::EventQueue;
 use crate::sigv4::SigningKey;
 use crate::stack::{Clients, Stack};
-use crate::{functions, http_api, kinesis_esm, rest_api, sqs_esm, stack};
+use crate::{functions, kinesis_esm, sqs_esm, stack};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub struct Options {
     pub state_file: PathBuf,
     /// `Name=Value` parameter overrides.
     pub overrides: BTreeMap<String, String>,
-    /// Python with airspeed-ext and jsonschema, for REST API mapping templates.
+    /// Python with airspeed-ext, for REST API mapping templates.
     pub python: String,
     /// Wait before the first retry of a failed asynchronous invoke (doubled for the second).
     pub async_retry_unit: std::time::Duration,
@@ -188,7 +189,7 @@ pub async fn start(options: &Options) -> Result<Running> {
             let helper = match &helper {
                 Some(h) => h.clone(),
                 None => {
-                    let h = Arc::new(Helper::start(&options.python)?);
+                    let h = Arc::new(Helper::start(&options.python).await?);
                     helper = Some(h.clone());
                     h
                 }

@@ -5,11 +5,21 @@
 //! no signature is `403 Missing Authentication Token`, an unknown key `403 The security token
 //! included in the request is invalid.`, a wrong signature `403 The request signature we
 //! calculated does not match...`, and a date more than five minutes off `403 Signature expired`.
+//!
+//! The signature a request should carry is computed by the `aws-sigv4` crate, the AWS SDK for
+//! Rust's own signer, from what was received: the method, path and query as sent, the headers the
+//! client says it signed, and the body itself. What is ours is the parsing of the
+//! `Authorization` header, the policy (key, scope, date window, the body's hash) and the
+//! constant-time comparison.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
 use axum::http::{HeaderMap, Method};
-use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -89,76 +99,74 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// Percent-encodes per SigV4 (RFC 3986 unreserved characters kept).
-fn uri_encode(value: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
+/// The signature `aws-sigv4` computes for `request` as signed at `when`, with `encoding` for the
+/// path; `None` when the crate cannot read the request.
+#[allow(clippy::too_many_arguments)]
+fn expected_signature(
+    key: &SigningKey,
+    request: &SignedRequest<'_>,
+    headers: &[(&str, &str)],
+    region: &str,
+    when: SystemTime,
+    encoding: PercentEncodingMode,
+) -> Option<String> {
+    // A fixed authority: the client's Host header is signed as a header, never parsed into the
+    // URL, so no Host (one ending in `#`, say) can move the path and query out of the signature.
+    // The fuzzer found that one (fuzz/regressions/sigv4/host-with-a-fragment-binds-no-path).
+    if !request.path.starts_with('/')
+        || request.path.contains(['#', '?'])
+        || request.query.contains('#')
+    {
+        return None;
     }
-    out
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // Read as bytes: a `%` followed by a multi-byte character must not split that character.
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(high), Some(low)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
-        {
-            out.push(high << 4 | low);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
+    let mut uri = format!("https://localhost{}", request.path);
+    if !request.query.is_empty() {
+        uri.push('?');
+        uri.push_str(request.query);
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                uri_encode(&percent_decode(k), false),
-                uri_encode(&percent_decode(v), false),
-            )
-        })
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    let identity = Credentials::new(
+        &key.access_key_id,
+        &key.secret_access_key,
+        None,
+        None,
+        "local",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = encoding;
+    // Sign exactly the headers the client named (the default leaves some out).
+    settings.excluded_headers = Some(Vec::new());
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(when)
+        .settings(settings)
+        .build()
+        .ok()?
+        .into();
+    let signable = SignableRequest::new(
+        request.method.as_str(),
+        uri,
+        headers.iter().copied(),
+        SignableBody::Bytes(request.body),
+    )
+    .ok()?;
+    Some(sign(signable, &params).ok()?.signature().to_owned())
 }
 
 /// Seconds since the epoch of an ISO 8601 basic date-time (`20261122T061500Z`).
 pub fn parse_amz_date(date: &str) -> Option<i64> {
+    let digits = |r: std::ops::Range<usize>| {
+        date.as_bytes()
+            .get(r)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
     if date.len() != 16 || !date.ends_with('Z') || date.as_bytes()[8] != b'T' {
+        return None;
+    }
+    // Digits only: `parse` would take a sign (`2026+122T...`, found by `make fuzz`).
+    if !digits(0..8) || !digits(9..15) {
         return None;
     }
     let n = |r: std::ops::Range<usize>| date.get(r)?.parse::<i64>().ok();
@@ -280,50 +288,39 @@ impl SigningKey {
         if !names.contains(&"host") {
             return Err(Refusal::Malformed("the host header to be signed".into()));
         }
-        let mut canonical_headers = String::new();
+        // The headers the client signed, as received (the crate adds `x-amz-date` itself).
+        let mut signed: Vec<(&str, &str)> = Vec::new();
         for name in &names {
-            let values: Vec<String> = request
-                .headers
-                .get_all(*name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-                .collect();
-            canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+            for value in request.headers.get_all(*name) {
+                if *name != "x-amz-date"
+                    && let Ok(value) = value.to_str()
+                {
+                    signed.push((name, value));
+                }
+            }
         }
         // The signature covers the body itself: for execute-api the payload hash is always the
         // SHA-256 of the body received. An `x-amz-content-sha256` header (S3's) cannot stand in
         // for it: one naming another body (a replayed signature) or `UNSIGNED-PAYLOAD` fails.
-        let payload_hash = sha256_hex(request.body);
-        if header("x-amz-content-sha256").is_some_and(|claimed| claimed != payload_hash) {
+        if header("x-amz-content-sha256").is_some_and(|claimed| claimed != sha256_hex(request.body))
+        {
             return Err(Refusal::Mismatch);
         }
-        let scope = format!("{day}/{region}/execute-api/aws4_request");
-        let mut signing_key = hmac(format!("AWS4{}", self.secret_access_key).as_bytes(), day);
-        for part in [region, "execute-api", "aws4_request"] {
-            signing_key = hmac(&signing_key, part);
-        }
-        // SDKs encode the path once more for every service but S3; some clients do not. Both pass.
-        let once = request.path.to_owned();
-        let twice = uri_encode(request.path, true);
-        for path in [once, twice] {
-            let canonical = format!(
-                "{}\n{}\n{}\n{}\n{}\n{}",
-                request.method.as_str(),
-                if path.is_empty() { "/" } else { &path },
-                canonical_query(request.query),
-                canonical_headers,
-                signed_headers,
-                payload_hash
-            );
-            let to_sign = format!(
-                "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-                sha256_hex(canonical.as_bytes())
-            );
-            let expected = hex::encode(hmac(&signing_key, &to_sign));
-            if bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
-                return Ok(());
-            }
+        let at =
+            UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(when).unwrap_or_default());
+        // The path is encoded once more, as AWS's SDKs and API Gateway do for every service but
+        // S3. Only that one reading is accepted: accepting the single-encoded one as well would let
+        // a signature for `/a%2520b` pass for `/a%20b`, another path.
+        if let Some(expected) = expected_signature(
+            self,
+            request,
+            &signed,
+            region,
+            at,
+            PercentEncodingMode::Double,
+        ) && bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
+        {
+            return Ok(());
         }
         Err(Refusal::Mismatch)
     }
@@ -334,20 +331,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_percent_before_a_multibyte_character_neither_panics_nor_decodes() {
-        // Issue 11: "%é" sliced inside the character and panicked the connection.
-        assert_eq!(percent_decode("a=%\u{e9}b"), "a=%\u{e9}b");
-        assert_eq!(percent_decode("%\u{e9}"), "%\u{e9}");
-        assert_eq!(percent_decode("%4\u{e9}"), "%4\u{e9}");
-        assert_eq!(percent_decode("x%41y%c3%a9"), "xAy\u{e9}");
-        assert_eq!(canonical_query("k=%\u{e9}"), "k=%25%C3%A9");
-    }
-
-    #[test]
     fn amz_dates_parse_to_epoch_seconds() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         assert_eq!(parse_amz_date("2015-08-30"), None);
+        assert_eq!(parse_amz_date("2026+122T061500Z"), None);
+        assert_eq!(parse_amz_date("20261122T-61500Z"), None);
         for date in [
             "19700101T000000Z",
             "20150830T123600Z",
@@ -358,9 +347,130 @@ mod tests {
         }
     }
 
+    const KEY: &str = "AKIALOCALTEST";
+    const SECRET: &str = "secret";
+
+    /// Headers for a request signed by the SDK's signer (as a client signs it), plus `host`.
+    fn signed(method: &str, path_and_query: &str, body: &[u8]) -> HeaderMap {
+        signed_for_host("api.local", method, path_and_query, body)
+    }
+
+    fn signed_for_host(host: &str, method: &str, path_and_query: &str, body: &[u8]) -> HeaderMap {
+        let identity = Credentials::new(KEY, SECRET, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("execute-api")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let url = format!("https://api.local{path_and_query}");
+        let signable = SignableRequest::new(
+            method,
+            url.as_str(),
+            [("host", host), ("content-type", "application/json")].into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(())
+            .expect("request");
+        instructions.apply_to_request_http1x(&mut request);
+        request.headers().clone()
+    }
+
+    fn verify(
+        method: Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let key = SigningKey {
+            access_key_id: KEY.into(),
+            secret_access_key: SECRET.into(),
+        };
+        key.verify(
+            &SignedRequest {
+                method: &method,
+                path,
+                query,
+                headers,
+                body,
+            },
+            "us-east-1",
+        )
+    }
+
     #[test]
-    fn query_is_sorted_and_encoded() {
-        assert_eq!(canonical_query("b=2&a=1&c=x%20y"), "a=1&b=2&c=x%20y");
+    fn what_the_sdk_signed_verifies_and_any_change_is_refused() {
+        let body = br#"{"seconds": 1}"#;
+        let headers = signed("POST", "/v1/jobs?b=2&a=x%20y", body);
+        assert_eq!(
+            verify(Method::POST, "/v1/jobs", "b=2&a=x%20y", &headers, body),
+            Ok(())
+        );
+        let refused = [
+            verify(Method::PUT, "/v1/jobs", "b=2&a=x%20y", &headers, body),
+            verify(Method::POST, "/v1/job", "b=2&a=x%20y", &headers, body),
+            verify(Method::POST, "/v1/jobs", "b=3&a=x%20y", &headers, body),
+            verify(Method::POST, "/v1/jobs", "b=2&a=x%20y", &headers, b"{}"),
+        ];
+        assert!(
+            refused.iter().all(|r| *r == Err(Refusal::Mismatch)),
+            "{refused:?}"
+        );
+        let mut other = headers.clone();
+        other.insert("content-type", "text/plain".parse().expect("value"));
+        assert_eq!(
+            verify(Method::POST, "/v1/jobs", "b=2&a=x%20y", &other, body),
+            Err(Refusal::Mismatch),
+            "a signed header changed"
+        );
+    }
+
+    #[test]
+    fn a_host_header_cannot_take_the_path_out_of_the_signature() {
+        // Found by `make fuzz`: a Host ending in `#` made the path and query a URL fragment, so
+        // one signature for `GET /` verified for any path.
+        let headers = signed_for_host("api.local#", "GET", "/", b"");
+        assert_eq!(
+            verify(Method::GET, "/v1/jobs/someone-elses", "x=1", &headers, b""),
+            Err(Refusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_signature_binds_one_encoding_of_the_path() {
+        let headers = signed("GET", "/v1/jobs/a%20b", b"");
+        assert_eq!(
+            verify(Method::GET, "/v1/jobs/a%2520b", "", &headers, b""),
+            Err(Refusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn encoded_paths_verify_and_odd_queries_never_panic() {
+        let headers = signed("GET", "/v1/jobs/a%20b", b"");
+        assert_eq!(
+            verify(Method::GET, "/v1/jobs/a%20b", "", &headers, b""),
+            Ok(())
+        );
+        // Issue 11: "%é" sliced inside the character and panicked the connection.
+        for query in ["k=%\u{e9}", "%", "%%%", "a=%zz&=&&b", "%C3%A9=%E9"] {
+            assert_eq!(
+                verify(Method::GET, "/v1/jobs/a%20b", query, &headers, b""),
+                Err(Refusal::Mismatch),
+                "{query}"
+            );
+        }
     }
 
     #[test]

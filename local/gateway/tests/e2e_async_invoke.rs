@@ -8,29 +8,12 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::{SignableBody, SigningSettings};
 use common::LocalStack;
+use common::signing::Signer;
 use serde_json::{Value, json};
 
 const P: &str = "AsyncInvoke";
-
-struct Signer {
-    access_key: String,
-    secret: String,
-    region: String,
-}
-
-impl Signer {
-    fn of(stack: &LocalStack) -> Self {
-        let s = &stack.state["signing"];
-        Signer {
-            access_key: s["accessKeyId"].as_str().expect("key").to_owned(),
-            secret: s["secretAccessKey"].as_str().expect("secret").to_owned(),
-            region: s["region"].as_str().expect("region").to_owned(),
-        }
-    }
-}
 
 /// Sends a request signed with the AWS SDK's SigV4 signer (service execute-api), as `at`.
 async fn send(
@@ -40,51 +23,23 @@ async fn send(
     signer: Option<&Signer>,
     at: SystemTime,
 ) -> (u16, Option<String>, Value) {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .expect("request");
-    if let Some(signer) = signer {
-        let identity = aws_credential_types::Credentials::new(
-            &signer.access_key,
-            &signer.secret,
-            None,
-            None,
-            "test",
-        )
-        .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&signer.region)
-            .name("execute-api")
-            .time(at)
-            .settings(SigningSettings::default())
-            .build()
-            .expect("params")
-            .into();
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
-            .collect();
-        let signable = SignableRequest::new(
+    let headers = [("content-type", "application/json")];
+    let signed = signer.map(|s| {
+        s.headers(
             method,
             url,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &headers,
             SignableBody::Bytes(body.as_bytes()),
+            SigningSettings::default(),
+            at,
         )
-        .expect("signable");
-        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-    }
-    let client = reqwest::Client::new();
-    let mut builder = client
+    });
+    let mut builder = reqwest::Client::new()
         .request(method.parse().expect("method"), url)
+        .header("content-type", "application/json")
         .body(body.to_owned());
-    for (name, value) in request.headers() {
-        builder = builder.header(name.as_str(), value.to_str().expect("ascii"));
+    for (name, value) in signed.into_iter().flatten() {
+        builder = builder.header(name, value);
     }
     let response = builder.send().await.expect("send");
     let status = response.status().as_u16();
@@ -107,44 +62,22 @@ async fn send_with_content_hash(
     signed: SignableBody<'_>,
     sent: &str,
 ) -> u16 {
-    let signer = Signer::of(stack);
-    let identity = aws_credential_types::Credentials::new(
-        &signer.access_key,
-        &signer.secret,
-        None,
-        None,
-        "test",
-    )
-    .into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&signer.region)
-        .name("execute-api")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .expect("params")
-        .into();
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(sent.to_owned())
-        .expect("request");
-    let signable = SignableRequest::new(
+    let headers = Signer::of(stack).headers(
         "POST",
         url,
-        [("content-type", "application/json")].into_iter(),
+        &[("content-type", "application/json")],
         signed,
-    )
-    .expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    instructions.apply_to_request_http1x(&mut request);
-    let mut builder = reqwest::Client::new().post(url).body(sent.to_owned());
-    for (name, value) in request.headers() {
-        builder = builder.header(name.as_str(), value.to_str().expect("ascii"));
+        settings,
+        SystemTime::now(),
+    );
+    let mut builder = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(sent.to_owned());
+    for (name, value) in headers {
+        builder = builder.header(name, value);
     }
     builder.send().await.expect("send").status().as_u16()
 }

@@ -4,7 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a broken fixture should fail the test loudly
 
-use local_gateway::apigw_helper::Helper;
+use local_gateway::apigw::helper::Helper;
 use local_gateway::cfn::{Scope, Template};
 use serde_json::{Value, json};
 
@@ -76,7 +76,9 @@ async fn every_mapping_template_renders_to_json() {
         "expected the async-invoke templates at least"
     );
     let python = testkit::repo_root().join(".venv/bin/python");
-    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    let helper = Helper::start(python.to_str().expect("path"))
+        .await
+        .expect("helper");
     let context = json!({"requestId": "req-1", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1", "domainName": "127.0.0.1:3000", "httpMethod": "GET",
                          "resourcePath": "/jobs/{jobId}", "identity": {"sourceIp": "127.0.0.1"}});
     let params = json!({"path": {"jobId": "job-\"1'"}, "querystring": {}, "header": {}});
@@ -157,7 +159,9 @@ fn form_fields(form: &str) -> std::collections::BTreeMap<String, String> {
 #[tokio::test]
 async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
     let python = testkit::repo_root().join(".venv/bin/python");
-    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    let helper = Helper::start(python.to_str().expect("path"))
+        .await
+        .expect("helper");
     // The extended request id API Gateway generates (base64): sent and answered URL-safe. The
     // request id, which clients can override, is not used.
     let context =
@@ -214,7 +218,9 @@ async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
 #[tokio::test]
 async fn user_api_status_names_the_reason_when_the_index_has_it() {
     let python = testkit::repo_root().join(".venv/bin/python");
-    let helper = Helper::start(python.to_str().expect("path")).expect("helper");
+    let helper = Helper::start(python.to_str().expect("path"))
+        .await
+        .expect("helper");
     let context = json!({"requestId": "r", "stage": "v1"});
     let params = json!({"path": {"messageId": "req-1"}, "querystring": {}, "header": {}});
     let template = user_api_template("get /status/{messageId} response default");

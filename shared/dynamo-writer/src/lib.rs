@@ -11,6 +11,10 @@
 //! The store is a small trait with two implementations: [`DynamoDbStore`] (the real SDK client,
 //! tested against moto) and [`MemoryStore`] (for fast logic tests). Transient failures
 //! (throttling, 5xx, transaction conflicts) are retried within the call by [`retry::Backoff`].
+//!
+//! Both stores refuse, before any call, an item nested deeper than DynamoDB stores
+//! ([`check_nesting`]): moto does not make that check, so without it a consumer would store
+//! locally what AWS refuses.
 
 pub mod retry;
 
@@ -120,15 +124,116 @@ pub enum StoreError {
     /// DynamoDB throttled the write; it will likely succeed on retry.
     #[error("DynamoDB throttled the write")]
     Throttled(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// DynamoDB refused the item itself (too large, bad key, ...): retrying will not help.
-    #[error("DynamoDB rejected the item: {0}")]
-    Rejected(String),
+    /// DynamoDB refuses the item itself (too large, bad key, nested too deep, ...): retrying the
+    /// same item will not help.
+    #[error("DynamoDB refuses the item: {0}")]
+    Rejected(Rejection),
     /// Any other failure: network, credentials, service error.
     #[error("DynamoDB write failed")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The item lacks its partition key attribute.
     #[error("item has no attribute {0:?} to use as its key")]
     MissingKey(String),
+}
+
+/// Why DynamoDB refuses an item: whether DynamoDB said so or this crate knew it beforehand, the
+/// caller gets the same [`StoreError::Rejected`], so both take the same path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// DynamoDB answered `ValidationException` (item too large, bad key, ...), with its message.
+    #[error("{0}")]
+    Validation(String),
+    /// The item nests deeper than DynamoDB allows ([`check_nesting`]), refused before the call.
+    #[error(transparent)]
+    TooDeep(#[from] TooDeep),
+}
+
+impl From<TooDeep> for StoreError {
+    fn from(error: TooDeep) -> Self {
+        StoreError::Rejected(Rejection::TooDeep(error))
+    }
+}
+
+/// How deep DynamoDB nests maps and lists: "DynamoDB supports nested attributes up to 32 levels
+/// deep" (developer guide, "Constraints in Amazon DynamoDB", Constraints.html, "Nested attribute
+/// depth"; formerly ServiceQuotas.html#limits-attributes).
+///
+/// The guide does not say how levels are counted. AWS's own emulator, DynamoDB Local, counts the
+/// item as level 0 and a top-level attribute's value as level 1 (its `InputConverter` refuses a
+/// map or list at a level that is not `< 32`, checked before its members are read, so an empty
+/// one too); real DynamoDB, probed at the boundary, stores a top-level attribute holding 31 maps
+/// nested in one another around a scalar and refuses 32 with a `ValidationException`, "Nesting
+/// Levels have exceeded supported limits: Attributes in the item have nested levels beyond
+/// supported limit" (captured against eu-west-2 by the dynoxide emulator's conformance tests,
+/// `tests/nesting_depth.rs`). So: the top-level attribute is level 1, the item itself is not a
+/// level, and every member of a map or list is one level below it; a map or list may stand at
+/// level 31 at most, a scalar at level 32.
+pub const MAX_NESTING_LEVELS: usize = 32;
+
+/// An item nests maps and lists deeper than DynamoDB stores ([`MAX_NESTING_LEVELS`]). Names the
+/// top-level attribute, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "attribute {attribute:?} nests maps and lists deeper than the {MAX_NESTING_LEVELS} levels DynamoDB stores"
+)]
+pub struct TooDeep {
+    /// The top-level attribute holding the too-deep value.
+    pub attribute: String,
+}
+
+/// Checks that DynamoDB would store `item` as deep as it is nested: no map or list below level
+/// 31, the top-level attributes being level 1 ([`MAX_NESTING_LEVELS`] says why).
+///
+/// DynamoDB refuses a deeper item with a `ValidationException`; moto stores it. Both stores here
+/// make the check before the call, so an item is refused alike on moto and on AWS, and it is
+/// refused as [`StoreError::Rejected`], the error a `ValidationException` from DynamoDB becomes:
+/// the code above this crate cannot tell the two apart, and handles them alike. The consumers
+/// report such a record like every record they cannot store (a body that is not JSON is
+/// another): SQS delivers it again until `maxReceiveCount`, then moves it to the dead-letter
+/// queue; Kinesis retries and bisects, then hands it to the on-failure destination. Retrying
+/// cannot store it, but that is the terminal place where each pattern keeps, whole and visible,
+/// every accepted record it could not store, to be fixed and redriven rather than lost (and
+/// these patterns record no per-request status an `INVALID` could go to). Storing it locally,
+/// as moto would, would show a success that AWS never gives.
+///
+/// The walk stops at the first level too deep, so it never recurses more than
+/// [`MAX_NESTING_LEVELS`] calls, whatever the item holds.
+pub fn check_nesting(item: &Item) -> Result<(), TooDeep> {
+    match item
+        .iter()
+        .filter(|(_, value)| !fits(value, 1))
+        .map(|(name, _)| name)
+        .min()
+    {
+        None => Ok(()),
+        Some(name) => Err(TooDeep {
+            attribute: name.clone(),
+        }),
+    }
+}
+
+/// Whether `value`, standing at `level`, keeps every map and list above [`MAX_NESTING_LEVELS`].
+/// A map or list opens the level below it for its members, so it needs one left even when it has
+/// no member (DynamoDB Local checks the level on entering the map or list).
+fn fits(value: &AttributeValue, level: usize) -> bool {
+    match value {
+        AttributeValue::M(map) => {
+            level < MAX_NESTING_LEVELS && map.values().all(|member| fits(member, level + 1))
+        }
+        AttributeValue::L(list) => {
+            level < MAX_NESTING_LEVELS && list.iter().all(|member| fits(member, level + 1))
+        }
+        _ => true,
+    }
+}
+
+/// What every put checks before it writes (or calls DynamoDB).
+fn check_item(item: &Item, key: &str) -> Result<(), StoreError> {
+    if !item.contains_key(key) {
+        return Err(StoreError::MissingKey(key.to_owned()));
+    }
+    check_nesting(item)?;
+    Ok(())
 }
 
 /// Storage of items keyed by one string partition key.
@@ -196,9 +301,7 @@ impl DynamoDbStore {
 impl EventStore for DynamoDbStore {
     fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>> {
         Box::pin(async move {
-            if !item.contains_key(&self.key) {
-                return Err(StoreError::MissingKey(self.key.clone()));
-            }
+            check_item(&item, &self.key)?;
             let call = self
                 .client
                 .put_item()
@@ -216,6 +319,7 @@ impl EventStore for DynamoDbStore {
 
     fn put_if_absent_or_get(&self, item: Item) -> BoxFuture<'_, Result<Written, StoreError>> {
         Box::pin(async move {
+            check_item(&item, &self.key)?;
             let Some(key) = item.get(&self.key).cloned() else {
                 return Err(StoreError::MissingKey(self.key.clone()));
             };
@@ -255,9 +359,7 @@ impl EventStore for DynamoDbStore {
         version: &'a str,
     ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
         Box::pin(async move {
-            if !item.contains_key(&self.key) {
-                return Err(StoreError::MissingKey(self.key.clone()));
-            }
+            check_item(&item, &self.key)?;
             let value = item
                 .get(version)
                 .cloned()
@@ -308,15 +410,16 @@ fn classify(err: SdkError<PutItemError>) -> Result<PutOutcome, StoreError> {
         | PutItemError::RequestLimitExceeded(_) => Err(StoreError::Throttled(failed(err))),
         other => match other.code() {
             Some("ThrottlingException") => Err(StoreError::Throttled(failed(err))),
-            Some("ValidationException") => Err(StoreError::Rejected(
+            Some("ValidationException") => Err(StoreError::Rejected(Rejection::Validation(
                 other.message().unwrap_or("validation error").to_owned(),
-            )),
+            ))),
             _ => Err(StoreError::Unavailable(failed(err))),
         },
     }
 }
 
-/// [`EventStore`] in memory, with the same conditional semantics as [`DynamoDbStore`].
+/// [`EventStore`] in memory, with the same conditional semantics as [`DynamoDbStore`] and the same
+/// refusal of an item nested too deep ([`check_nesting`]).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     key: String,
@@ -348,6 +451,7 @@ impl EventStore for MemoryStore {
                 Some(AttributeValue::S(k)) => k.clone(),
                 _ => return Err(StoreError::MissingKey(self.key.clone())),
             };
+            check_nesting(&item)?;
             let mut items = self
                 .items
                 .lock()
@@ -366,6 +470,7 @@ impl EventStore for MemoryStore {
                 Some(AttributeValue::S(k)) => k.clone(),
                 _ => return Err(StoreError::MissingKey(self.key.clone())),
             };
+            check_nesting(&item)?;
             let mut items = self
                 .items
                 .lock()
@@ -388,6 +493,7 @@ impl EventStore for MemoryStore {
                 Some(AttributeValue::S(k)) => k.clone(),
                 _ => return Err(StoreError::MissingKey(self.key.clone())),
             };
+            check_nesting(&item)?;
             let Some(AttributeValue::S(new)) = item.get(version).cloned() else {
                 return Err(StoreError::MissingKey(version.to_owned()));
             };
@@ -408,6 +514,10 @@ impl EventStore for MemoryStore {
 
 /// Maps a JSON value to a DynamoDB attribute value: objects to `M`, arrays to `L`, strings to `S`,
 /// numbers to `N` (kept as written), booleans to `BOOL`, null to `NULL`.
+///
+/// Any JSON maps, however deep; stored as a top-level attribute, its outermost object or array
+/// is level 1, and DynamoDB stores no more than 31 of them nested in one another: the stores
+/// refuse a deeper one ([`check_nesting`]).
 pub fn json_to_attribute(value: &Value) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
@@ -539,6 +649,122 @@ mod tests {
         assert_eq!(
             store.items()["a"]["marker"],
             AttributeValue::S("first".into())
+        );
+    }
+
+    /// `containers` maps (or lists, or both in turn) nested in one another around a scalar:
+    /// `nested(1, ..)` is `{"n": "leaf"}`, the map at the level of the attribute that holds it.
+    fn nested(containers: usize, kind: fn(usize) -> bool) -> AttributeValue {
+        let mut value = AttributeValue::S("leaf".into());
+        for depth in 0..containers {
+            value = if kind(depth) {
+                AttributeValue::M(HashMap::from([("n".to_owned(), value)]))
+            } else {
+                AttributeValue::L(vec![value])
+            };
+        }
+        value
+    }
+
+    fn maps(_: usize) -> bool {
+        true
+    }
+
+    fn lists(_: usize) -> bool {
+        false
+    }
+
+    fn mixed(depth: usize) -> bool {
+        depth.is_multiple_of(2)
+    }
+
+    fn with(attribute: &str, value: AttributeValue) -> Item {
+        let mut item = item("k", "marker");
+        item.insert(attribute.to_owned(), value);
+        item
+    }
+
+    fn too_deep(attribute: &str) -> Result<(), TooDeep> {
+        Err(TooDeep {
+            attribute: attribute.to_owned(),
+        })
+    }
+
+    #[test]
+    fn the_deepest_nesting_dynamodb_stores_passes_and_one_level_more_is_refused() {
+        for kind in [maps as fn(usize) -> bool, lists, mixed] {
+            // 31 maps or lists: the innermost at level 31, its scalar at level 32.
+            let deepest = with("payload", nested(MAX_NESTING_LEVELS - 1, kind));
+            assert_eq!(check_nesting(&deepest), Ok(()));
+            // 32: the innermost at level 32, its scalar at level 33.
+            let deeper = with("payload", nested(MAX_NESTING_LEVELS, kind));
+            assert_eq!(check_nesting(&deeper), too_deep("payload"));
+        }
+        // A map or list needs a level for its members even when it has none.
+        let empty_at = |level: usize| {
+            let mut value = AttributeValue::M(HashMap::new());
+            for _ in 1..level {
+                value = AttributeValue::L(vec![value]);
+            }
+            with("payload", value)
+        };
+        assert_eq!(check_nesting(&empty_at(MAX_NESTING_LEVELS - 1)), Ok(()));
+        assert_eq!(
+            check_nesting(&empty_at(MAX_NESTING_LEVELS)),
+            too_deep("payload")
+        );
+        // Scalars and sets at the top level are level 1; the item itself is no level.
+        assert_eq!(check_nesting(&item("k", "flat")), Ok(()));
+    }
+
+    #[test]
+    fn a_json_document_counts_its_outermost_object_as_level_one() {
+        let document = |objects: usize| {
+            let body = format!("{}1{}", r#"{"n":"#.repeat(objects), "}".repeat(objects));
+            let value: Value = serde_json::from_str(&body).expect("json");
+            with("payload", json_to_attribute(&value))
+        };
+        assert_eq!(check_nesting(&document(MAX_NESTING_LEVELS - 1)), Ok(()));
+        assert_eq!(
+            check_nesting(&document(MAX_NESTING_LEVELS)),
+            too_deep("payload")
+        );
+        // One too-deep member anywhere is enough, and the error names the top-level attribute.
+        let mut wide = document(3);
+        wide.insert("b".into(), nested(MAX_NESTING_LEVELS, maps));
+        wide.insert("a".into(), nested(MAX_NESTING_LEVELS + 5, lists));
+        assert_eq!(check_nesting(&wide), too_deep("a"));
+    }
+
+    #[tokio::test]
+    async fn memory_store_refuses_a_too_deep_item_as_dynamodb_does_and_stores_nothing() {
+        let store = MemoryStore::new("eventId");
+        let deep = || {
+            let mut item = with("payload", nested(MAX_NESTING_LEVELS, maps));
+            item.insert("version".into(), AttributeValue::S("01".into()));
+            item
+        };
+        let refused = |error: StoreError| {
+            assert_eq!(
+                error.to_string(),
+                "DynamoDB refuses the item: attribute \"payload\" nests maps and lists deeper \
+                 than the 32 levels DynamoDB stores"
+            );
+            matches!(error, StoreError::Rejected(Rejection::TooDeep(TooDeep { attribute })) if attribute == "payload")
+        };
+        assert!(store.put_if_absent(deep()).await.is_err_and(refused));
+        assert!(store.put_if_absent_or_get(deep()).await.is_err_and(refused));
+        assert!(
+            store
+                .put_if_newer(deep(), "version")
+                .await
+                .is_err_and(refused)
+        );
+        assert!(store.items().is_empty());
+        let deepest = with("payload", nested(MAX_NESTING_LEVELS - 1, maps));
+        assert_eq!(
+            store.put_if_absent(deepest).await.ok(),
+            Some(PutOutcome::Created)
         );
     }
 

@@ -7,7 +7,9 @@
 //!   newer one.
 //! - Bad data (not base64, over the size limit, not JSON) is a reported failure of that record:
 //!   the event source retries it, bisects around it, and finally hands its metadata to the
-//!   on-failure destination. Failures are reported by the lowest failed sequence number, as Lambda
+//!   on-failure destination. So is a payload DynamoDB refuses, one nested deeper than its 32
+//!   levels included: the store refuses that one before the call
+//!   ([`dynamo_writer::check_nesting`]), so that moto, which would store it, behaves as AWS. Failures are reported by the lowest failed sequence number, as Lambda
 //!   requires to checkpoint.
 //! - A record that `kinesis-recover --replay stream` put back on the stream carries its original
 //!   sequence number in an envelope ([`replay`]); the guard compares that one, so a replayed old

@@ -239,3 +239,56 @@ async fn a_record_replayed_onto_the_stream_never_overwrites_newer_data_in_dynamo
         Some(("25".into(), "recovered".into()))
     );
 }
+
+#[tokio::test]
+async fn a_record_nested_deeper_than_dynamodb_stores_is_reported_and_holds_back_its_key() {
+    let (client, table, consumer) = setup().await;
+    let levels = dynamo_writer::MAX_NESTING_LEVELS;
+    // `objects` JSON objects nested in one another, the payload itself the outermost: stored as
+    // `payload`, a top-level attribute, that one is level 1.
+    let nested = |objects: usize| {
+        format!(
+            r#"{}"leaf"{}"#,
+            r#"{"v":"#.repeat(objects),
+            "}".repeat(objects)
+        )
+    };
+    let batch = KinesisEvent {
+        records: vec![
+            record("deepest", "1", &nested(levels - 1)),
+            record("too-deep", "2", &nested(levels)),
+            record("too-deep", "3", r#"{"v":"later"}"#),
+            record("fine", "4", r#"{"v":"fine"}"#),
+        ],
+    };
+    // Reported like bad data: Lambda retries from it, bisects, then sends it to the on-failure
+    // destination (where a record that is not JSON also ends), as for AWS's ValidationException.
+    let response = consumer.handle(batch).await.expect("answered");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["2"]);
+    assert_eq!(
+        stored(&client, &table, "too-deep").await,
+        None,
+        "neither the refused record nor the later one of its key is applied"
+    );
+    assert_eq!(
+        stored(&client, &table, "fine").await,
+        Some(("4".into(), "fine".into()))
+    );
+    let deepest = client
+        .get_item()
+        .table_name(&table)
+        .key(KEY_ATTRIBUTE, AttributeValue::S("deepest".into()))
+        .send()
+        .await
+        .expect("get item");
+    let mut value = &deepest.item().expect("the deepest document is stored")["payload"];
+    for _ in 0..levels - 1 {
+        value = &value.as_m().expect("a map")["v"];
+    }
+    assert_eq!(value, &AttributeValue::S("leaf".into()));
+}

@@ -3,6 +3,10 @@
 //! For every SQS record:
 //! - the body must be JSON, or the record is reported as failed (after `maxReceiveCount` receives
 //!   SQS moves it to the dead-letter queue: nothing is lost, nothing blocks its neighbours);
+//! - a body DynamoDB cannot store ends the same way: refused by DynamoDB (`ValidationException`,
+//!   over 400 KB for example) or, for one nested deeper than DynamoDB's 32 levels, by the store
+//!   itself before the call ([`dynamo_writer::check_nesting`]), so that moto, which would store
+//!   it, refuses it as AWS does;
 //! - the item key is the event's own id: `eventId` from the body when present, else the SQS
 //!   message id, so a redelivery of the same event finds its item already there;
 //! - the write is conditional (`attribute_not_exists`), so a redelivery neither duplicates nor

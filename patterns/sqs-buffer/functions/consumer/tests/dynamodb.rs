@@ -209,3 +209,58 @@ async fn throttling_and_server_errors_are_retried_within_the_invocation() {
     let stored = items(&direct, &table).await;
     assert!(stored.contains_key("e1") && stored.contains_key("e2"));
 }
+
+/// A body of `objects` JSON objects nested in one another, the body itself the outermost: stored
+/// as `payload`, a top-level attribute, that one is level 1 and the innermost is level `objects`.
+fn nested_body(event_id: &str, objects: usize) -> String {
+    let inner = objects - 1;
+    format!(
+        r#"{{"eventId":"{event_id}","n":{}1{}}}"#,
+        r#"{"n":"#.repeat(inner),
+        "}".repeat(inner)
+    )
+}
+
+#[tokio::test]
+async fn a_body_nested_deeper_than_dynamodb_stores_is_refused_as_dynamodb_refuses_an_item() {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = table(&client).await;
+    let consumer = consumer(&client, &table);
+    let levels = dynamo_writer::MAX_NESTING_LEVELS;
+    // moto stores an item of any depth (AWS refuses the 32-map one), but does refuse one over
+    // 400 KB with AWS's own ValidationException: the two must end alike.
+    let deepest = nested_body("deepest", levels - 1);
+    let too_deep = nested_body("too-deep", levels);
+    let too_large = format!(
+        r#"{{"eventId":"too-large","pad":"{}"}}"#,
+        "x".repeat(420_000)
+    );
+    let batch = event(&[
+        ("m-deepest", deepest.as_str()),
+        ("m-too-deep", too_deep.as_str()),
+        ("m-too-large", too_large.as_str()),
+        ("m-fine", r#"{"eventId":"fine"}"#),
+    ]);
+    // Every receive fails alike (here: the first and a redelivery), so SQS moves the message to
+    // the dead-letter queue after MaxReceiveCount receives, where a non-JSON body also ends.
+    for receive in ["first", "redelivery"] {
+        let response = consumer.handle(batch.clone()).await.expect("answered");
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m-too-deep", "m-too-large"], "{receive}");
+    }
+
+    let stored = items(&client, &table).await;
+    let mut keys: Vec<_> = stored.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["deepest", "fine"], "nothing refused is stored");
+    // The deepest document DynamoDB stores is stored whole: 31 maps, the last holding 1.
+    let mut value = &stored["deepest"]["payload"];
+    for _ in 0..levels - 1 {
+        value = &value.as_m().expect("a map")["n"];
+    }
+    assert_eq!(value, &AttributeValue::N("1".into()));
+}

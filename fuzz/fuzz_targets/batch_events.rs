@@ -1,0 +1,7 @@
+//! `make fuzz` target: see `fuzz_checks::batch` for the input and the properties asserted.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_checks::batch::check(data));
