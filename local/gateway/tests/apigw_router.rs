@@ -155,7 +155,7 @@ async fn the_rest_api_router_answers_routes_media_types_and_selection_without_a_
     assert_eq!(api.auth_kind(), "NONE");
     let router = Arc::new(api).router();
     let post = |content_type: &str, body: &str| {
-        Request::post("/prod/items")
+        Request::post("/v2/items")
             .header("content-type", content_type)
             .body(Body::from(body.to_owned()))
             .expect("request")
@@ -173,13 +173,18 @@ async fn the_rest_api_router_answers_routes_media_types_and_selection_without_a_
         "a static response parameter"
     );
     assert!(sent.headers().contains_key("x-amzn-requestid"));
-    assert!(body_of(sent).await.starts_with(r#"{"id": ""#));
+    let body = body_of(sent).await;
+    assert!(body.starts_with(r#"{"id": ""#), "{body}");
+    assert!(
+        body.contains(r#""greeting": "hello""#),
+        "the stage's variables: {body}"
+    );
     assert_eq!(received(&clients, &stack).await, [r#"{"b":2}"#]);
 
     let cases = [
         (post("text/plain", "x"), 415, "Unsupported Media Type"),
         (
-            Request::get("/prod/items")
+            Request::get("/v2/items")
                 .body(Body::empty())
                 .expect("request"),
             403,

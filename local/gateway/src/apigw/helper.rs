@@ -228,8 +228,24 @@ impl Helper {
         params: &Value,
         context: &Value,
     ) -> Result<Rendered> {
+        self.render_in_stage(template, body, params, context, &Value::Null)
+            .await
+    }
+
+    /// Renders as [`Helper::render`] does, with the stage's `$stageVariables`.
+    pub async fn render_in_stage(
+        &self,
+        template: &str,
+        body: &str,
+        params: &Value,
+        context: &Value,
+        stage_variables: &Value,
+    ) -> Result<Rendered> {
         let answer = self
-            .call(json!({"op": "render", "template": template, "body": body, "params": params, "context": context}))
+            .call(
+                json!({"op": "render", "template": template, "body": body, "params": params,
+                         "context": context, "stageVariables": stage_variables}),
+            )
             .await?;
         Ok(Rendered {
             output: answer["output"].as_str().unwrap_or_default().to_owned(),

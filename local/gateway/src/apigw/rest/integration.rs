@@ -50,7 +50,13 @@ impl RestApi {
         let request_body = match templates.get(&request.media_type()) {
             Some(template) => {
                 self.helper
-                    .render(template, &request.body_text(), &params, &context)
+                    .render_in_stage(
+                        template,
+                        &request.body_text(),
+                        &params,
+                        &context,
+                        &self.stage_variables_json(),
+                    )
                     .await
                     .map_err(|e| self.failed(request, e))?
                     .output
@@ -182,7 +188,13 @@ impl RestApi {
             Some(t) => {
                 let rendered = self
                     .helper
-                    .render(t, &outcome.body, params, context)
+                    .render_in_stage(
+                        t,
+                        &outcome.body,
+                        params,
+                        context,
+                        &self.stage_variables_json(),
+                    )
                     .await?;
                 if let Some(s) = rendered.status {
                     status = s;

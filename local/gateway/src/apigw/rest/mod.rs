@@ -303,6 +303,11 @@ impl RestApi {
         policy::allows(&policy, &self.method_arn(request))
     }
 
+    /// `$stageVariables`: the stage's `Variables`.
+    fn stage_variables_json(&self) -> Value {
+        json!(self.stage_variables)
+    }
+
     /// `$input.params()`: path parameters (as sent), query parameters, headers.
     fn params(&self, request: &Request) -> Value {
         json!({
