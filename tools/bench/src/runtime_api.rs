@@ -20,7 +20,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use local_gateway::functions::{Function, Spec, build::cargo_build, report::LogFormat};
+use local_gateway::functions::build::{cargo_build, cargo_executable};
+use local_gateway::functions::{Function, Spec, report::LogFormat};
 use serde_json::{Value, json};
 
 /// The argument that makes the bench the child process that invokes.
@@ -34,22 +35,13 @@ const TAIL_LINES: usize = 20;
 
 /// Builds the launcher and the probe, then measures in a child process.
 pub async fn bench(root: &Path) -> Result<()> {
-    let launcher = cargo_visible(
+    let launcher = cargo_executable(
         root,
         &["--locked", "-p", "local-gateway", "--bin", "local-gateway"],
         "local-gateway",
     )
     .await?;
     let probe_dir = root.join("local/gateway/tests/fixtures/functions/probe");
-    // The gateway's `cargo_build` runs cargo with tokio's `output()`, which captures stderr
-    // whatever the command says, so its progress and errors never show: the same build first
-    // (same directory and arguments, so `cargo_build` finds it fresh), where they do.
-    cargo_visible(
-        &probe_dir,
-        &["--bin", "local-probe-function"],
-        "local-probe-function",
-    )
-    .await?;
     let probe = cargo_build(&probe_dir, "local-probe-function", false)
         .await
         .context("building the probe function")?;
@@ -81,47 +73,6 @@ pub async fn bench(root: &Path) -> Result<()> {
     }
     let _ = std::fs::remove_file(&log);
     Ok(())
-}
-
-/// `cargo build --message-format=json-render-diagnostics <args>` (debug, as `make gateway` and
-/// the gateway build) in `dir`, progress and diagnostics on the bench's stderr: the executable
-/// cargo reports for the bin target `binary`.
-async fn cargo_visible(dir: &Path, args: &[&str], binary: &str) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let child = tokio::process::Command::new(cargo)
-        .current_dir(dir)
-        .args(["build", "--message-format=json-render-diagnostics"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run cargo in {}", dir.display()))?;
-    // `wait_with_output`, not `output()`: that one would capture stderr too.
-    let output = child
-        .wait_with_output()
-        .await
-        .with_context(|| format!("cannot wait for cargo in {}", dir.display()))?;
-    if !output.status.success() {
-        bail!(
-            "cargo build {} in {} failed ({})",
-            args.join(" "),
-            dir.display(),
-            output.status
-        );
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == binary)
-        .filter(|m| {
-            m["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "bin"))
-        })
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| anyhow!("cargo reported no executable {binary}"))
 }
 
 /// The child process: `args` are the launcher and the function's binary.

@@ -173,27 +173,29 @@ async fn build_sources(
 
 /// `cargo build --bin <binary>` in `dir`; the executable cargo reports, pinned (see [`pin`]).
 pub async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = tokio::process::Command::new(cargo);
-    command
-        .current_dir(dir)
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--bin",
-            binary,
-        ])
-        .stdout(std::process::Stdio::piped())
-        // Progress and diagnostics go where the gateway's own logs go.
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true);
-    if release {
-        command.arg("--release");
-    }
     tracing::info!(binary, dir = %dir.display(), release, "building function with cargo");
+    let mut args = vec!["--bin", binary];
+    if release {
+        args.push("--release");
+    }
+    let built = cargo_executable(dir, &args, binary).await?;
+    pin(&built, binary).await
+}
+
+/// `cargo build --message-format=json-render-diagnostics <args>` in `dir`, with cargo's progress
+/// and errors on stderr: the executable cargo reports for the bin target `binary`.
+pub async fn cargo_executable(dir: &Path, args: &[&str], binary: &str) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // `spawn` then `wait_with_output`, not `output()`, which would capture stderr too: cargo's
     // progress and a compiler error must reach the user.
-    let output = command
+    let output = tokio::process::Command::new(cargo)
+        .current_dir(dir)
+        .args(["build", "--message-format=json-render-diagnostics"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run cargo in {}", dir.display()))?
         .wait_with_output()
@@ -201,19 +203,18 @@ pub async fn cargo_build(dir: &Path, binary: &str, release: bool) -> Result<Path
         .with_context(|| format!("cargo in {} did not finish", dir.display()))?;
     if !output.status.success() {
         bail!(
-            "cargo build --bin {binary} in {} failed ({})",
+            "cargo build {} in {} failed ({})",
+            args.join(" "),
             dir.display(),
             output.status
         );
     }
-    let built =
-        executable_of(&String::from_utf8_lossy(&output.stdout), binary).ok_or_else(|| {
-            anyhow!(
-                "cargo built no executable named {binary} in {}",
-                dir.display()
-            )
-        })?;
-    pin(&built, binary).await
+    executable_of(&String::from_utf8_lossy(&output.stdout), binary).ok_or_else(|| {
+        anyhow!(
+            "cargo built no executable named {binary} in {}",
+            dir.display()
+        )
+    })
 }
 
 /// A name of its own for the binary cargo just built, that no later build moves: cargo replaces
