@@ -288,13 +288,19 @@ impl SigningKey {
         if !names.contains(&"host") {
             return Err(Refusal::Malformed("the host header to be signed".into()));
         }
-        // The headers the client signed, as received (the crate adds `x-amz-date` itself).
+        // The Host the client signed must be there: the crate would otherwise sign the URL's
+        // authority in its place, and a request without its Host would verify (`make fuzz`).
+        if request.headers.get("host").is_none() {
+            return Err(Refusal::Malformed("the host header to be signed".into()));
+        }
+        // The headers the client signed, as received (the crate adds `x-amz-date` itself). A
+        // value that is not text cannot be signed by a client, and is never left out: leaving it
+        // out would let it be added or removed under the same signature.
         let mut signed: Vec<(&str, &str)> = Vec::new();
         for name in &names {
             for value in request.headers.get_all(*name) {
-                if *name != "x-amz-date"
-                    && let Ok(value) = value.to_str()
-                {
+                let value = value.to_str().map_err(|_| Refusal::Mismatch)?;
+                if *name != "x-amz-date" {
                     signed.push((name, value));
                 }
             }
@@ -329,6 +335,7 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn amz_dates_parse_to_epoch_seconds() {
@@ -443,6 +450,24 @@ mod tests {
         let headers = signed_for_host("api.local#", "GET", "/", b"");
         assert_eq!(
             verify(Method::GET, "/v1/jobs/someone-elses", "x=1", &headers, b""),
+            Err(Refusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_signed_host_must_be_sent_and_every_signed_value_read() {
+        // Found by `make fuzz`: without its Host, a request verified as if signed for the URL's
+        // fixed authority.
+        let mut headers = signed_for_host("localhost", "GET", "/", b"");
+        headers.remove("host");
+        assert!(verify(Method::GET, "/", "", &headers, b"").is_err());
+        let mut headers = signed("GET", "/", b"");
+        headers.append(
+            "content-type",
+            HeaderValue::from_bytes(b"caf\xe9").expect("obs-text"),
+        );
+        assert_eq!(
+            verify(Method::GET, "/", "", &headers, b""),
             Err(Refusal::Mismatch)
         );
     }
