@@ -56,19 +56,7 @@ pub struct Running {
 /// Provisions and starts everything; returns once the APIs listen and the pollers run.
 pub async fn start(options: &Options) -> Result<Running> {
     let sdk = aws_setup::load_with_endpoint(&options.endpoint, Some(&options.region)).await;
-    let clients = Clients {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
-        kinesis: aws_sdk_kinesis::Client::new(&sdk),
-        events: aws_sdk_eventbridge::Client::new(&sdk),
-        // Path-style addressing: buckets as paths of the emulator's one host name.
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        ),
-    };
+    let clients = Clients::new(&sdk);
     let stacks = stack::provision(
         &options.template,
         &options.stack_name,

@@ -18,18 +18,7 @@ use tower::ServiceExt as _;
 
 async fn provisioned() -> (Stack, Clients) {
     let sdk = testkit::sdk_config().await;
-    let clients = Clients {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
-        kinesis: aws_sdk_kinesis::Client::new(&sdk),
-        events: aws_sdk_eventbridge::Client::new(&sdk),
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        ),
-    };
+    let clients = Clients::new(&sdk);
     let template = testkit::repo_root().join("local/gateway/tests/fixtures/apigw/template.yaml");
     let mut stacks = stack::provision(
         &template,

@@ -243,11 +243,6 @@ impl<D: Clone> Authorizer<D> {
         }
         Ok(decision)
     }
-
-    /// How many decisions it holds.
-    pub fn cached(&self) -> usize {
-        self.cache.as_ref().map_or(0, DecisionCache::len)
-    }
 }
 
 /// The function an authorizer or integration URI (`.../functions/<arn>/invocations`) names.

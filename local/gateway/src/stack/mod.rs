@@ -36,6 +36,25 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
 }
 
+impl Clients {
+    /// Every client from one SDK configuration, S3 with path-style addressing (buckets as paths
+    /// of the emulator's one host name).
+    pub fn new(sdk: &aws_setup::SdkConfig) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            kinesis: aws_sdk_kinesis::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
+        }
+    }
+}
+
 /// A rule target the gateway delivers itself: moto cannot invoke Lambda targets, so the rule
 /// targets a queue the gateway owns, and the gateway invokes the function from it.
 #[derive(Debug, Clone)]

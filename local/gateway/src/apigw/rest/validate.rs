@@ -132,8 +132,9 @@ impl Validation {
                 return Err(ApiError::BadRequestBody);
             };
             if let Some(why) = model.iter_errors(&document).next() {
-                // The violation's path and rule, never the value (it may be the caller's data).
-                tracing::info!(request_id = %request.id, at = %why.instance_path(), rule = ?why.kind(), "request body refused by the model");
+                // Where in the body and which keyword, never a value (the kind's own text can
+                // quote the body: the names of unexpected properties, say).
+                tracing::info!(request_id = %request.id, at = %why.instance_path(), rule = why.kind().keyword(), "request body refused by the model");
                 return Err(ApiError::BadRequestBody);
             }
         }
