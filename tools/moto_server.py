@@ -27,10 +27,13 @@ The stress tests in local/testkit/tests/moto_concurrency.rs show each fault gone
 concurrency the local gateway produces.
 """
 
+import json
 import sys
 import threading
+import time
 
 from moto.core import responses
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 from moto.sqs import models as sqs_models
 
@@ -65,7 +68,40 @@ def _waits_unlocked(wait):
     return wait_without_lock
 
 
+# What CloudWatch's AWS/SQS metric ApproximateAgeOfOldestMessage is ("the approximate age of the
+# oldest non-deleted message in the queue", SQS developer guide, available CloudWatch metrics) has
+# no SQS API to read it from: the local gateway, which publishes the queues' metrics, reads it
+# here, for every queue of every account and region, under the same lock as every request.
+OLDEST_PATH = "/_local/sqs/oldest-message-age"
+
+
+def _oldest_ages():
+    now_ms = time.time() * 1000
+    ages = {}
+    for account in list(sqs_models.sqs_backends.keys()):
+        for region, backend in list(sqs_models.sqs_backends[account].items()):
+            for name, queue in list(backend.queues.items()):
+                sent = [m.sent_timestamp for m in queue._messages if m.sent_timestamp]
+                ages[f"{account}/{region}/{name}"] = (
+                    max(0.0, (now_ms - min(sent)) / 1000) if sent else 0.0
+                )
+    return ages
+
+
+def _with_oldest(call):
+    def dispatch(self, environ, start_response):
+        if environ.get("PATH_INFO") != OLDEST_PATH:
+            return call(self, environ, start_response)
+        with _LOCK:
+            body = json.dumps(_oldest_ages()).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    return dispatch
+
+
 responses.BaseResponse._dispatch = _serialised(responses.BaseResponse._dispatch)
+DomainDispatcherApplication.__call__ = _with_oldest(DomainDispatcherApplication.__call__)
 sqs_models.Queue.wait_for_messages = _waits_unlocked(sqs_models.Queue.wait_for_messages)
 
 if __name__ == "__main__":

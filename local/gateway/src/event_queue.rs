@@ -116,6 +116,7 @@ impl EventQueue {
             .get(arn.trim_end_matches(":$LATEST"))?
             .clone();
         let request_id = uuid::Uuid::new_v4().to_string();
+        crate::cloudwatch::feed::async_event(&function.name, false);
         let this = self.clone();
         let id = request_id.clone();
         tokio::spawn(async move { this.run(function, config, payload, id).await });
@@ -191,6 +192,7 @@ impl EventQueue {
         match &config.on_failure {
             Some(destination) => self.deliver(destination, record, true).await,
             None => {
+                crate::cloudwatch::feed::async_event(&function.name, true);
                 tracing::error!(function = %function.id, request_id = %request_id, condition, "event discarded: no on-failure destination")
             }
         }
@@ -232,6 +234,15 @@ impl EventQueue {
     }
 
     async fn deliver(self: &Arc<Self>, destination: &str, record: Value, failure: bool) {
+        // The function whose record this is (`...:function:<name>:$LATEST`).
+        let source = record["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches(":$LATEST")
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let outcome = if destination.starts_with("arn:aws:lambda:") {
             self.invoke(destination, record)
                 .map(|_| ())
@@ -271,7 +282,10 @@ impl EventQueue {
         };
         match outcome {
             Ok(()) => tracing::info!(destination, failure, "destination record delivered"),
-            Err(error) => tracing::error!(destination, error = %error, "destination record lost"),
+            Err(error) => {
+                crate::cloudwatch::feed::destination_delivery_failure(&source);
+                tracing::error!(destination, error = %error, "destination record lost")
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use batch_consumer::kinesis::SequenceNumber;
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
+use crate::cloudwatch::feed::{destination_delivery_failure, iterator_age};
 use crate::functions::{Function, InvokeError};
 
 /// How often an idle shard is polled (Lambda polls each shard about once a second; faster here
@@ -409,6 +410,14 @@ impl ShardPoller {
             }
             let size = limit.min(pending.len());
             let batch: Vec<Record> = pending.iter().take(size).cloned().collect();
+            if let Some(last) = batch.last() {
+                // IteratorAge: how old the batch's last record is as it goes to the function
+                // (lambda developer guide, "Types of metrics for Lambda functions").
+                iterator_age(
+                    &m.function.name,
+                    (now_seconds() - arrival_seconds(last)) * 1000.0,
+                );
+            }
             let answer = m.function.invoke(self.event(&batch)).await;
             if let Err(error @ InvokeError::Throttled { .. }) = &answer {
                 // A throttle is not an attempt: the same batch is tried again, later.
@@ -546,7 +555,8 @@ impl ShardPoller {
                     .queue_url(url)
                     .message_body(record.to_string())
                     .send()
-                    .await?;
+                    .await
+                    .inspect_err(|_| destination_delivery_failure(&m.function.name))?;
             }
             Some(OnFailure::Bucket { name }) => {
                 // The object holds the metadata and the invocation's event ("payload", as a JSON
@@ -578,7 +588,8 @@ impl ShardPoller {
                     .content_type("application/json")
                     .body(object.to_string().into_bytes().into())
                     .send()
-                    .await?;
+                    .await
+                    .inspect_err(|_| destination_delivery_failure(&m.function.name))?;
             }
             None => {}
         }

@@ -12,6 +12,7 @@
 
 pub mod apigw;
 pub mod cfn;
+pub mod cloudwatch;
 pub mod event_queue;
 pub mod functions;
 pub mod kinesis_checks;

@@ -27,10 +27,12 @@ fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
      [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
      [--python PATH] [--async-retry-seconds N] [--lambda-port N] [--release] [--concurrency N] \
-     [--build-only]\n\
+     [--metric-minute SECONDS] [--build-only]\n\
      --build-only builds every function of the template and exits; \
      --release builds the functions with cargo's release profile; --concurrency caps the \
-     execution environments of a function without reserved concurrency (default 32)"
+     execution environments of a function without reserved concurrency (default 32); \
+     --metric-minute is how long one CloudWatch minute lasts locally, for alarm periods and \
+     metric sampling (default 1 second)"
 }
 
 fn parse_args() -> Result<Mode> {
@@ -47,6 +49,7 @@ fn parse_args() -> Result<Mode> {
         lambda_port: 3100,
         release: false,
         concurrency: local_gateway::functions::DEFAULT_CONCURRENCY,
+        metric_minute: std::time::Duration::from_secs(1),
         launcher: std::env::current_exe().context("cannot find the gateway's own executable")?,
     };
     let mut raw_overrides = Vec::new();
@@ -79,6 +82,14 @@ fn parse_args() -> Result<Mode> {
                     .ok()
                     .filter(|n| *n > 0)
                     .context("--concurrency must be a positive number")?
+            }
+            "--metric-minute" => {
+                let seconds: f64 = value()?
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s >= 0.05 && *s <= 3600.0)
+                    .context("--metric-minute must be a number of seconds from 0.05 to 3600")?;
+                options.metric_minute = std::time::Duration::from_secs_f64(seconds);
             }
             "--async-retry-seconds" => {
                 let seconds: f64 = value()?

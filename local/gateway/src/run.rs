@@ -44,6 +44,8 @@ pub struct Options {
     pub concurrency: usize,
     /// The executable that launches execution environments (the gateway's own).
     pub launcher: PathBuf,
+    /// How long one CloudWatch minute lasts locally: alarm periods and metric sampling.
+    pub metric_minute: std::time::Duration,
 }
 
 /// A running local stack.
@@ -168,7 +170,15 @@ pub async fn start(options: &Options) -> Result<Running> {
                 json!({ "baseUrl": base_url, "routes": api.route_keys() }),
             );
             let api = Arc::new(api);
-            serve_once(api.id.clone(), async move { api.serve(listener).await });
+            let router = crate::cloudwatch::feed::count_requests(
+                api.clone().router(),
+                false,
+                api.api_id.clone(),
+                api.stage_name.clone(),
+            );
+            serve_once(api.id.clone(), async move {
+                crate::apigw::serve(router, listener).await
+            });
         }
         let has_rest = ["AWS::Serverless::Api", "AWS::ApiGateway::RestApi"]
             .iter()
@@ -201,7 +211,15 @@ pub async fn start(options: &Options) -> Result<Running> {
                     json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind(), "examples": api.examples() }),
                 );
                 let api = Arc::new(api);
-                serve_once(api.id.clone(), async move { api.serve(listener).await });
+                let router = crate::cloudwatch::feed::count_requests(
+                    api.clone().router(),
+                    true,
+                    rest_api_name(stack, &api.id),
+                    api.stage.clone(),
+                );
+                serve_once(api.id.clone(), async move {
+                    crate::apigw::serve(router, listener).await
+                });
             }
         }
         let function_names: BTreeMap<String, String> = functions
@@ -218,6 +236,20 @@ pub async fn start(options: &Options) -> Result<Running> {
             described.insert(key, description);
         }
     }
+    let alarms = Arc::new(crate::cloudwatch::engine::Alarms::new(
+        crate::cloudwatch::engine::load(&stacks),
+        options.metric_minute,
+        &clients,
+        &options.region,
+    ));
+    alarms.clone().start();
+    crate::cloudwatch::sampler::start(
+        sampled_queues(&stacks),
+        clients.sqs.clone(),
+        options.endpoint.clone(),
+        options.region.clone(),
+        options.metric_minute,
+    );
     let description = json!({
         "stackName": options.stack_name,
         "region": options.region,
@@ -256,6 +288,49 @@ pub async fn start(options: &Options) -> Result<Running> {
     std::fs::rename(&partial, &options.state_file)
         .with_context(|| format!("cannot write {}", options.state_file.display()))?;
     Ok(Running { description })
+}
+
+/// The `ApiName` dimension of a REST API's metrics: its `Name`, else the OpenAPI title, else
+/// the stack's name (as API Gateway names an API imported without a name).
+fn rest_api_name(stack: &Stack, id: &str) -> String {
+    let logical = id.rsplit('.').next().unwrap_or_default();
+    let props = stack
+        .template
+        .resources()
+        .find(|(l, _)| l.as_str() == logical)
+        .and_then(|(_, r)| r.get("Properties"))
+        .and_then(|p| stack.scope.resolve(p).ok());
+    props
+        .as_ref()
+        .and_then(|p| p.get("Name"))
+        .map(crate::cfn::scalar_to_string)
+        .or_else(|| {
+            props
+                .as_ref()
+                .and_then(|p| p.pointer("/DefinitionBody/info/title"))
+                .map(crate::cfn::scalar_to_string)
+        })
+        .unwrap_or_else(|| stack.scope.stack_name.clone())
+}
+
+/// Every queue of the stacks, for the `AWS/SQS` metrics.
+fn sampled_queues(stacks: &[Stack]) -> Vec<crate::cloudwatch::sampler::Queue> {
+    stacks
+        .iter()
+        .flat_map(|stack| {
+            stack
+                .template
+                .resources_of("AWS::SQS::Queue")
+                .filter_map(|(logical, _)| stack.scope.resources.get(logical))
+                .filter_map(|p| {
+                    Some(crate::cloudwatch::sampler::Queue {
+                        url: p.reference.clone(),
+                        name: p.attributes.get("QueueName")?.clone(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Delivers a rule's events from the gateway's queue to the target function, asynchronously, as

@@ -198,14 +198,23 @@ impl Function {
     /// Invokes the function with raw bytes, as the Invoke API does.
     pub async fn invoke_raw(&self, request: InvokeRequest) -> Result<Bytes, InvokeError> {
         let pool = self.pool.clone();
+        let began = std::time::Instant::now();
         // On its own task: the invocation runs to its end even if the caller goes away.
-        match tokio::spawn(pool.run(request)).await {
+        let result = match tokio::spawn(pool.run(request)).await {
             Ok(result) => result,
             Err(join) => Err(InvokeError::Function(FunctionError::new(
                 "ServiceException",
                 &format!("the invocation task failed: {join}"),
             ))),
-        }
+        };
+        use crate::cloudwatch::feed::{Invoked, invocation};
+        let outcome = match &result {
+            Ok(_) => Invoked::Answered,
+            Err(InvokeError::Throttled { .. }) => Invoked::Throttled,
+            Err(InvokeError::Function(_)) => Invoked::Failed,
+        };
+        invocation(&self.name, outcome, began.elapsed());
+        result
     }
 
     /// Environments that exist now, and cold starts so far.

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use crate::cfn::{Physical, ResolveError, Scope, Template, scalar_to_string};
 
+mod monitoring;
 mod resources;
+use monitoring::*;
 pub use resources::generate_secret_string;
 use resources::*;
 
@@ -34,6 +36,12 @@ pub struct Clients {
     pub events: aws_sdk_eventbridge::Client,
     /// S3 (path-style, for the emulator).
     pub s3: aws_sdk_s3::Client,
+    /// CloudWatch: the templates' alarms, dashboards and the metrics the gateway knows.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// CloudWatch Logs: function and access logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// SNS: the alarms' topics.
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -51,6 +59,9 @@ impl Clients {
                     .force_path_style(true)
                     .build(),
             ),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
         }
     }
 }
@@ -212,6 +223,10 @@ fn provision_one<'a>(
                     "AWS::Events::Rule" => {
                         create_rule(clients, &name, &props, &mut deliveries).await
                     }
+                    "AWS::SNS::Topic" => create_topic(clients, &name, &props).await,
+                    "AWS::SNS::Subscription" => create_subscription(clients, &props).await,
+                    "AWS::CloudWatch::Alarm" => create_alarm(clients, &name, &props).await,
+                    "AWS::CloudWatch::Dashboard" => create_dashboard(clients, &name, &props).await,
                     "AWS::SecretsManager::Secret" => {
                         create_secret(clients, &name, &props, &logical, &mut secret_values).await
                     }

@@ -49,7 +49,8 @@ pub struct HttpApi {
     pub api_id: String,
     /// Stage path prefix (`""` for `$default`).
     pub stage_prefix: String,
-    stage_name: String,
+    /// The stage's name (`$default` or its own).
+    pub stage_name: String,
     routes: Table<Route>,
     region: String,
     clients: Clients,
