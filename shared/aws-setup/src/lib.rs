@@ -8,9 +8,13 @@
 
 use std::error::Error;
 use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex};
 
 pub use aws_config::SdkConfig;
 use aws_config::{BehaviorVersion, Region};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Region used when none is configured anywhere (only relevant against a local emulator).
 pub const FALLBACK_REGION: &str = "us-east-1";
@@ -43,12 +47,64 @@ pub async fn load_with_endpoint(endpoint_url: &str, region: Option<&str>) -> Sdk
 /// Sets up logging for a Lambda function: one JSON object per line (CloudWatch Logs Insights
 /// parses the fields), no timestamp (CloudWatch adds one), level from `RUST_LOG`.
 pub fn init_lambda_tracing() {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    lambda_subscriber(std::io::stdout, EnvFilter::from_default_env()).init();
+}
+
+/// The subscriber [`init_lambda_tracing`] installs, writing to `writer`.
+fn lambda_subscriber<W>(writer: W, filter: EnvFilter) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_current_span(false)
         .without_time()
-        .init();
+        .with_writer(writer)
+        .finish()
+}
+
+/// Log lines captured in the very format [`init_lambda_tracing`] writes, for tests that check
+/// what a function logs (a field present, a payload absent).
+///
+/// [`CapturedLogs::start`] captures every event of the current thread, at every level, until
+/// its guard drops: in a `#[tokio::test]` (a current-thread runtime) that is everything the code
+/// under test logs.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Starts capturing the current thread's log lines; they are captured until the guard drops.
+    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = lambda_subscriber(move || writer.clone(), EnvFilter::new("trace"));
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything captured so far, one JSON object per line.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Displays an error with every cause under it, `outer: cause: root cause`, so one log line

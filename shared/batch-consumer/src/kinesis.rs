@@ -18,6 +18,8 @@ use aws_lambda_events::streams::KinesisEventResponse;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use crate::api_request::FromApiRequest;
+
 /// A Kinesis event as Lambda delivers it, with `data` kept as the base64 text it arrived as.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct KinesisEvent {
@@ -146,6 +148,39 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: std::error::Error + 'static,
 {
+    run(event, concurrency, handle, |_| None).await
+}
+
+/// [`process_kinesis_batch`] for a handler whose errors name the API request of their record
+/// ([`FromApiRequest`]): the log line reporting a failed record carries its `apiRequestId`.
+pub async fn process_kinesis_batch_traced<F, Fut, E>(
+    event: KinesisEvent,
+    concurrency: usize,
+    handle: F,
+) -> Result<KinesisEventResponse, KinesisBatchError>
+where
+    F: Fn(KinesisEventRecord) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: FromApiRequest,
+{
+    run(event, concurrency, handle, |error: &E| {
+        error.api_request_id()
+    })
+    .await
+}
+
+async fn run<F, Fut, E, I>(
+    event: KinesisEvent,
+    concurrency: usize,
+    handle: F,
+    api_request_id: I,
+) -> Result<KinesisEventResponse, KinesisBatchError>
+where
+    F: Fn(KinesisEventRecord) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+    I: Fn(&E) -> Option<&str>,
+{
     let mut groups: Vec<Vec<(SequenceNumber, KinesisEventRecord)>> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (index, record) in event.records.into_iter().enumerate() {
@@ -163,6 +198,7 @@ where
         group.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let handle = &handle;
+    let api_request_id = &api_request_id;
     let failures: Vec<Option<SequenceNumber>> = futures::stream::iter(groups)
         .map(|group| async move {
             let total = group.len();
@@ -172,6 +208,7 @@ where
                     tracing::warn!(
                         partition_key = %key,
                         sequence_number = %sequence,
+                        apiRequestId = api_request_id(&error),
                         error = %crate::ErrorChain(&error),
                         held_back = total - position - 1,
                         "record failed; later records of its key wait for the retry"
@@ -313,6 +350,43 @@ mod tests {
             bad,
             Err(KinesisBatchError::BadSequenceNumber { index: 0 })
         ));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("poison")]
+    struct Poison(Option<String>);
+
+    impl FromApiRequest for Poison {
+        fn api_request_id(&self) -> Option<&str> {
+            self.0.as_deref()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_traced_failure_line_carries_the_api_request_id_its_error_names() {
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        let response =
+            process_kinesis_batch_traced(event(&[("a", "1"), ("b", "2")]), 2, |r| async move {
+                Err(Poison(
+                    (r.kinesis.partition_key == "a").then(|| "req-a".to_owned()),
+                ))
+            })
+            .await
+            .expect("answered");
+        assert_eq!(failed(&response), ["1"]);
+        let text = logs.text();
+        let fields: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["fields"].clone())
+            .collect();
+        let of = |key: &str| {
+            fields
+                .iter()
+                .find(|f| f["partition_key"] == key)
+                .unwrap_or_else(|| panic!("no line for {key}: {text}"))
+        };
+        assert_eq!(of("a")["apiRequestId"], "req-a");
+        assert!(of("b").get("apiRequestId").is_none());
     }
 
     #[tokio::test]

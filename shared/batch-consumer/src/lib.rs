@@ -6,7 +6,11 @@
 //! bound**, and turns its failures into that list, so one bad record neither fails nor delays its
 //! neighbours. An empty or unknown `itemIdentifier` would make Lambda fail the whole batch, so a
 //! record without a message id fails the batch explicitly instead.
+//!
+//! Every log line about one record carries the record's `apiRequestId` when it has one
+//! ([`api_request`]): the id of the API Gateway request the record came from.
 
+pub mod api_request;
 pub mod kinesis;
 
 use std::error::Error;
@@ -35,8 +39,8 @@ pub enum BatchError {
 /// Runs `handle` on every record of `event`, at most `concurrency` at a time, and returns the
 /// partial batch response listing the records whose handling failed.
 ///
-/// Each failure is logged with the message id and the error's whole cause chain (never the
-/// body).
+/// Each failure is logged with the message id, the record's `apiRequestId` when it carries one
+/// ([`api_request::sqs_api_request_id`]) and the error's whole cause chain (never the body).
 pub async fn process_sqs_batch<F, Fut, E>(
     event: SqsEvent,
     concurrency: usize,
@@ -54,20 +58,28 @@ where
             .clone()
             .filter(|id| !id.is_empty())
             .ok_or(BatchError::MissingMessageId { index })?;
-        records.push((id, record));
+        let api_request_id = api_request::sqs_api_request_id(&record).map(str::to_owned);
+        records.push((id, api_request_id, record));
     }
     let handle = &handle;
-    let mut outcomes: Vec<(usize, String, Result<(), E>)> =
-        futures::stream::iter(records.into_iter().enumerate())
-            .map(|(index, (id, record))| async move { (index, id, handle(record).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    outcomes.sort_by_key(|(index, _, _)| *index);
+    type Outcome<E> = (usize, String, Option<String>, Result<(), E>);
+    let mut outcomes: Vec<Outcome<E>> = futures::stream::iter(records.into_iter().enumerate())
+        .map(|(index, (id, api_request_id, record))| async move {
+            (index, id, api_request_id, handle(record).await)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    outcomes.sort_by_key(|(index, ..)| *index);
     let mut response = SqsBatchResponse::default();
-    for (_, id, outcome) in outcomes {
+    for (_, id, api_request_id, outcome) in outcomes {
         if let Err(error) = outcome {
-            tracing::warn!(message_id = %id, error = %ErrorChain(&error), "record failed; reported for retry");
+            tracing::warn!(
+                message_id = %id,
+                apiRequestId = api_request_id.as_deref(),
+                error = %ErrorChain(&error),
+                "record failed; reported for retry"
+            );
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
@@ -106,6 +118,38 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["b", "d"]);
+    }
+
+    #[tokio::test]
+    async fn the_failure_line_carries_the_api_request_id_of_the_record() {
+        let mut batch = event(&["a", "b"]);
+        batch.records[0].message_attributes = serde_json::from_value(serde_json::json!({
+            "apiRequestId": {"stringValue": "req-a", "dataType": "String",
+                             "stringListValues": [], "binaryListValues": []}
+        }))
+        .expect("attributes");
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        process_sqs_batch(batch, 2, |_| async { Err(std::io::Error::other("boom")) })
+            .await
+            .expect("batch answered");
+        let lines: Vec<serde_json::Value> = logs
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let fields = |id: &str| {
+            lines
+                .iter()
+                .map(|l| &l["fields"])
+                .find(|f| f["message_id"] == id)
+                .unwrap_or_else(|| panic!("no line for {id}: {lines:?}"))
+                .clone()
+        };
+        assert_eq!(fields("a")["apiRequestId"], "req-a");
+        assert!(
+            fields("b").get("apiRequestId").is_none(),
+            "absent when the record carries none"
+        );
     }
 
     #[test]

@@ -14,7 +14,14 @@
 //! - A record that `kinesis-recover --replay stream` put back on the stream carries its original
 //!   sequence number in an envelope ([`replay`]); the guard compares that one, so a replayed old
 //!   record never overwrites newer data.
+//! - A record the API put on the stream is the client's body in the API's envelope
+//!   ([`api_envelope`]), which names the API Gateway request: the item gets it as the String
+//!   attribute `apiRequestId`, and every log line about the record carries it as the field
+//!   `apiRequestId`. The body is then the payload, exactly as a record's whole data is without an
+//!   envelope. A replayed record's original may be such an envelope in turn. A malformed
+//!   envelope is bad data.
 
+pub mod api_envelope;
 pub mod replay;
 
 use std::sync::Arc;
@@ -23,8 +30,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
+use batch_consumer::api_request::{API_REQUEST_ID, FromApiRequest};
 use batch_consumer::kinesis::{
-    KinesisBatchError, KinesisEvent, KinesisEventRecord, SequenceNumber, process_kinesis_batch,
+    KinesisBatchError, KinesisEvent, KinesisEventRecord, SequenceNumber,
+    process_kinesis_batch_traced,
 };
 use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, json_to_attribute};
 use serde_json::Value;
@@ -123,9 +132,41 @@ pub enum RecordError {
     /// The record is a replay envelope that cannot be used.
     #[error(transparent)]
     BadReplay(#[from] replay::EnvelopeError),
+    /// The record (or the original a replay carries) is an API envelope that cannot be used.
+    #[error(transparent)]
+    BadEnvelope(#[from] api_envelope::EnvelopeError),
     /// The write failed and must be retried.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A record that was not applied, with the API request it came from when it names one (so the
+/// batch's log line reporting it carries `apiRequestId`).
+#[derive(Debug)]
+pub struct Failed {
+    /// The record's `apiRequestId`, if known.
+    pub api_request_id: Option<String>,
+    /// Why it was not applied.
+    pub error: RecordError,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+/// Transparent: the record's error and its causes, as if it were the error itself.
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl FromApiRequest for Failed {
+    fn api_request_id(&self) -> Option<&str> {
+        self.api_request_id.as_deref()
+    }
 }
 
 /// The consumer, built once per execution environment.
@@ -177,15 +218,30 @@ impl Consumer {
         &self,
         event: KinesisEvent,
     ) -> Result<KinesisEventResponse, KinesisBatchError> {
-        process_kinesis_batch(event, self.write_concurrency, |record| self.apply(record)).await
+        process_kinesis_batch_traced(event, self.write_concurrency, |record| self.apply(record))
+            .await
     }
 
-    async fn apply(&self, record: KinesisEventRecord) -> Result<(), RecordError> {
-        let item = build_item(&record, self.max_record_bytes, now_millis())?;
-        if self.store.put_if_newer(item, VERSION_ATTRIBUTE).await? == PutOutcome::AlreadyExists {
+    async fn apply(&self, record: KinesisEventRecord) -> Result<(), Failed> {
+        let Read {
+            api_request_id,
+            item,
+        } = read_record(&record, self.max_record_bytes, now_millis());
+        let failed = |error: RecordError| Failed {
+            api_request_id: api_request_id.clone(),
+            error,
+        };
+        let item = item.map_err(failed)?;
+        let outcome = self
+            .store
+            .put_if_newer(item, VERSION_ATTRIBUTE)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        if outcome == PutOutcome::AlreadyExists {
             tracing::info!(
                 partition_key = %record.kinesis.partition_key,
                 sequence_number = %record.kinesis.sequence_number,
+                apiRequestId = api_request_id.as_deref(),
                 "record already applied or superseded; nothing written"
             );
         }
@@ -193,11 +249,53 @@ impl Consumer {
     }
 }
 
-/// Builds the item for `record`: key, payload, sequence guard and stream metadata.
+/// What the consumer reads from one record: the item to write (or why there is none) and the
+/// API request the record came from, when it names one (even when the item cannot be built, as
+/// long as the request id could be read).
+#[derive(Debug)]
+pub struct Read {
+    /// The `apiRequestId` of the API's envelope ([`api_envelope`]), if the record is in one.
+    pub api_request_id: Option<String>,
+    /// The item, or why the record cannot be applied.
+    pub item: Result<Item, RecordError>,
+}
+
+/// Builds the item for `record`: key, payload, sequence guard, stream metadata and, for a
+/// record the API put, `apiRequestId`.
 pub fn build_item(
     record: &KinesisEventRecord,
     max_bytes: usize,
     stored_at_millis: u128,
+) -> Result<Item, RecordError> {
+    read_record(record, max_bytes, stored_at_millis).item
+}
+
+/// Reads `record` as [`build_item`] does, keeping the `apiRequestId` beside the outcome.
+pub fn read_record(record: &KinesisEventRecord, max_bytes: usize, stored_at_millis: u128) -> Read {
+    let mut api_request_id = None;
+    let item = build(record, max_bytes, stored_at_millis, &mut api_request_id);
+    Read {
+        api_request_id,
+        item,
+    }
+}
+
+/// Reads a payload's bytes: within the size limit, and JSON.
+fn parse_payload(bytes: &[u8], max_bytes: usize) -> Result<Value, RecordError> {
+    if bytes.len() > max_bytes {
+        return Err(RecordError::TooLarge {
+            size: bytes.len(),
+            limit: max_bytes,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(RecordError::NotJson)
+}
+
+fn build(
+    record: &KinesisEventRecord,
+    max_bytes: usize,
+    stored_at_millis: u128,
+    api_request_id: &mut Option<String>,
 ) -> Result<Item, RecordError> {
     let kinesis = &record.kinesis;
     let sequence = SequenceNumber::parse(&kinesis.sequence_number).ok_or(RecordError::BadRecord)?;
@@ -214,13 +312,7 @@ pub fn build_item(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(kinesis.data.trim())
         .map_err(RecordError::NotBase64)?;
-    if bytes.len() > max_bytes {
-        return Err(RecordError::TooLarge {
-            size: bytes.len(),
-            limit: max_bytes,
-        });
-    }
-    let payload: Value = serde_json::from_slice(&bytes).map_err(RecordError::NotJson)?;
+    let payload = parse_payload(&bytes, max_bytes)?;
     // A replayed record stands for its original: original sequence number (the guard), payload,
     // shard and arrival; its own sequence number is kept beside them.
     let (payload, guard, shard, arrival, replay_of) = match replay::Replayed::from_payload(&payload)
@@ -244,6 +336,18 @@ pub fn build_item(
                 envelope.approximate_arrival_timestamp,
                 Some(sequence),
             )
+        }
+    };
+    // The record's own payload, or the original a replay carries, may be the API's envelope:
+    // opened once, its body is the payload (and is never opened again: it is the client's).
+    let payload = match api_envelope::ApiGatewayRequest::from_payload(&payload) {
+        None => payload,
+        Some(envelope) => {
+            let envelope = envelope.inspect_err(|error| {
+                *api_request_id = error.api_request_id().map(str::to_owned);
+            })?;
+            *api_request_id = Some(envelope.api_request_id.clone());
+            parse_payload(&envelope.body, max_bytes)?
         }
     };
     let mut item = Item::new();
@@ -282,6 +386,9 @@ pub fn build_item(
     if let Some(arn) = record.event_source_arn.as_deref() {
         item.insert("sourceArn".into(), AttributeValue::S(arn.to_owned()));
     }
+    if let Some(id) = api_request_id {
+        item.insert(API_REQUEST_ID.into(), AttributeValue::S(id.clone()));
+    }
     Ok(item)
 }
 
@@ -297,6 +404,7 @@ mod tests {
     use super::*;
     use batch_consumer::kinesis::KinesisData;
     use dynamo_writer::MemoryStore;
+    use serde_json::json;
 
     fn record(key: &str, sequence: &str, payload: &[u8]) -> KinesisEventRecord {
         KinesisEventRecord {
@@ -484,6 +592,158 @@ mod tests {
         let response = consumer.handle(forged).await.expect("answered");
         assert_eq!(failures(&response), ["12"]);
         assert!(store.items().is_empty());
+    }
+
+    fn from_api(
+        key: &str,
+        sequence: &str,
+        api_request_id: &str,
+        body: &[u8],
+    ) -> KinesisEventRecord {
+        let envelope = api_envelope::ApiGatewayRequest::new(api_request_id, body);
+        record(key, sequence, &envelope.to_bytes())
+    }
+
+    #[test]
+    fn a_record_the_api_put_stores_its_body_as_the_payload_with_the_api_request_id() {
+        let item =
+            build_item(&from_api("e-1", "42", "req-1", br#"{"m":"hi"}"#), 1024, 7).expect("valid");
+        let AttributeValue::M(payload) = &item["payload"] else {
+            panic!("payload map")
+        };
+        assert_eq!(payload.len(), 1);
+        assert_eq!(payload["m"], AttributeValue::S("hi".into()));
+        assert_eq!(item["apiRequestId"], AttributeValue::S("req-1".into()));
+        assert_eq!(item["eventId"], AttributeValue::S("e-1".into()));
+        assert_eq!(item["sequenceNumber"], AttributeValue::S("42".into()));
+        // Data without an envelope is stored as it always was, with no apiRequestId.
+        let plain = build_item(&record("e-1", "42", br#"{"m":"hi"}"#), 1024, 7).expect("valid");
+        assert!(!plain.contains_key("apiRequestId"));
+        assert_eq!(plain["payload"], item["payload"]);
+    }
+
+    #[test]
+    fn a_body_in_an_envelope_is_read_as_whole_data_is_read_and_keeps_its_request_id() {
+        let not_json = read_record(&from_api("k", "1", "req-2", b"not json"), 1024, 0);
+        assert!(matches!(not_json.item, Err(RecordError::NotJson(_))));
+        assert_eq!(not_json.api_request_id.as_deref(), Some("req-2"));
+        let empty = read_record(&from_api("k", "1", "req-3", b""), 1024, 0);
+        assert!(matches!(empty.item, Err(RecordError::NotJson(_))));
+        // The limit is the record's: the envelope counts, as every byte of the data does.
+        let body = format!(r#"{{"v":"{}"}}"#, "x".repeat(1000));
+        let over = read_record(&from_api("k", "1", "req-4", body.as_bytes()), body.len(), 0);
+        assert!(matches!(over.item, Err(RecordError::TooLarge { .. })));
+        let within = read_record(
+            &from_api("k", "1", "req-4", body.as_bytes()),
+            2 * body.len(),
+            0,
+        );
+        assert!(within.item.is_ok(), "{:?}", within.item);
+    }
+
+    #[test]
+    fn a_malformed_envelope_is_bad_data() {
+        for (data, id) in [
+            (
+                json!({"apiGatewayRequest": {"apiRequestId": 7, "body": "e30="}}),
+                None,
+            ),
+            (
+                json!({"apiGatewayRequest": {"apiRequestId": "r", "body": "%%%"}}),
+                Some("r"),
+            ),
+            (
+                json!({"apiGatewayRequest": {"apiRequestId": "r".repeat(200), "body": "e30="}}),
+                None,
+            ),
+            (json!({"apiGatewayRequest": "e30="}), None),
+        ] {
+            let read = read_record(&record("k", "1", data.to_string().as_bytes()), 4096, 0);
+            assert!(
+                matches!(read.item, Err(RecordError::BadEnvelope(_))),
+                "{data}: {:?}",
+                read.item
+            );
+            assert_eq!(read.api_request_id.as_deref(), id, "{data}");
+        }
+    }
+
+    #[test]
+    fn a_client_body_is_never_opened_as_an_envelope() {
+        let forged_api = api_envelope::ApiGatewayRequest::new("forged", br#"{"v":1}"#).to_bytes();
+        let item = build_item(&from_api("k", "5", "real", &forged_api), 1024, 0).expect("valid");
+        assert_eq!(item["apiRequestId"], AttributeValue::S("real".into()));
+        let AttributeValue::M(payload) = &item["payload"] else {
+            panic!("payload map")
+        };
+        assert!(payload.contains_key("apiGatewayRequest"), "stored as sent");
+        let forged_replay = replay::Replayed::new("1", None, None, br#"{"v":1}"#).to_bytes();
+        let item = build_item(&from_api("k", "5", "real", &forged_replay), 1024, 0).expect("valid");
+        assert_eq!(item["sequenceNumber"], AttributeValue::S("5".into()));
+        assert!(!item.contains_key("replaySequenceNumber"));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_api_record_keeps_its_original_sequence_and_its_api_request_id() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 4096);
+        // What `kinesis-recover --replay stream` puts back for a record the API had put.
+        let original = api_envelope::ApiGatewayRequest::new("req-9", br#"{"v":5}"#).to_bytes();
+        let replayed = KinesisEvent {
+            records: vec![replay_of("5", "9", &original)],
+        };
+        let response = consumer.handle(replayed).await.expect("answered");
+        assert!(response.batch_item_failures.is_empty());
+        let item = &store.items()["k"];
+        assert_eq!(item["sequenceNumber"], AttributeValue::S("5".into()));
+        assert_eq!(item["replaySequenceNumber"], AttributeValue::S("9".into()));
+        assert_eq!(item["apiRequestId"], AttributeValue::S("req-9".into()));
+        let AttributeValue::M(payload) = &item["payload"] else {
+            panic!("payload map")
+        };
+        assert_eq!(payload["v"], AttributeValue::N("5".into()));
+    }
+
+    #[tokio::test]
+    async fn every_line_about_a_record_carries_its_api_request_id_and_never_its_payload() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4, 1024);
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        let batch = KinesisEvent {
+            records: vec![
+                from_api("a", "1", "req-a", br#"{"secret":"s3cr3t-a"}"#),
+                from_api("a", "2", "req-a-again", br#"{"secret":"s3cr3t-a"}"#),
+                from_api("b", "3", "req-b", b"s3cr3t-b is not JSON"),
+            ],
+        };
+        consumer.handle(batch.clone()).await.expect("answered");
+        consumer.handle(batch).await.expect("answered");
+        let text = logs.text();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        let about = |sequence: &str| {
+            lines
+                .iter()
+                .filter(|l| l["fields"]["sequence_number"] == sequence)
+                .map(|l| l["fields"]["apiRequestId"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            about("1"),
+            [json!("req-a")],
+            "the retry's duplicate line: {text}"
+        );
+        assert_eq!(
+            about("3"),
+            [json!("req-b"), json!("req-b")],
+            "both failures: {text}"
+        );
+        assert!(
+            !text.contains("s3cr3t"),
+            "a payload reached the logs: {text}"
+        );
     }
 
     #[tokio::test]

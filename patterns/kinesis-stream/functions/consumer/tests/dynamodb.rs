@@ -292,3 +292,91 @@ async fn a_record_nested_deeper_than_dynamodb_stores_is_reported_and_holds_back_
     }
     assert_eq!(value, &AttributeValue::S("leaf".into()));
 }
+
+#[tokio::test]
+async fn a_record_the_api_put_is_stored_with_its_api_request_id_and_its_body_as_payload() {
+    use kinesis_stream_consumer::api_envelope::ApiGatewayRequest;
+    use kinesis_stream_consumer::replay::Replayed;
+    let (client, table, consumer) = setup().await;
+    let from_api = |key: &str, sequence: &str, id: &str, body: &str| {
+        let mut r = record(key, sequence, "");
+        r.kinesis.data = base64::engine::general_purpose::STANDARD
+            .encode(ApiGatewayRequest::new(id, body.as_bytes()).to_bytes());
+        r
+    };
+    // The same API record replayed onto the stream by `kinesis-recover --replay stream`.
+    let mut replayed = record("replayed", "40", "");
+    replayed.kinesis.data = base64::engine::general_purpose::STANDARD.encode(
+        Replayed::new(
+            "35",
+            Some("shardId-000000000000"),
+            None,
+            &ApiGatewayRequest::new("req-replayed", br#"{"v":"recovered"}"#.as_slice()).to_bytes(),
+        )
+        .to_bytes(),
+    );
+    let batch = KinesisEvent {
+        records: vec![
+            from_api(
+                "api",
+                "10",
+                "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+                r#"{"v":"from the api"}"#,
+            ),
+            record("other-producer", "11", r#"{"v":"no envelope"}"#),
+            from_api("poison", "12", "req-poison", "not JSON"),
+            replayed,
+        ],
+    };
+    let response = consumer.handle(batch).await.expect("answered");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        ["12"],
+        "a body that is not JSON is a poison record, as today"
+    );
+    let item = |key: &str| {
+        let client = client.clone();
+        let table = table.clone();
+        let key = key.to_owned();
+        async move {
+            client
+                .get_item()
+                .table_name(&table)
+                .key(KEY_ATTRIBUTE, AttributeValue::S(key))
+                .send()
+                .await
+                .expect("get item")
+                .item
+        }
+    };
+    let api = item("api").await.expect("stored");
+    assert_eq!(
+        api["apiRequestId"],
+        AttributeValue::S("c6af9ac6-7b61-11e6-9a41-93e8deadbeef".into())
+    );
+    assert_eq!(
+        stored(&client, &table, "api").await,
+        Some(("10".into(), "from the api".into()))
+    );
+    let other = item("other-producer").await.expect("stored");
+    assert!(!other.contains_key("apiRequestId"), "{other:?}");
+    assert_eq!(
+        stored(&client, &table, "other-producer").await,
+        Some(("11".into(), "no envelope".into()))
+    );
+    assert_eq!(item("poison").await, None);
+    let recovered = item("replayed").await.expect("stored");
+    assert_eq!(
+        recovered["apiRequestId"],
+        AttributeValue::S("req-replayed".into())
+    );
+    assert_eq!(
+        stored(&client, &table, "replayed").await,
+        Some(("35".into(), "recovered".into()))
+    );
+}
