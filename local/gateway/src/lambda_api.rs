@@ -26,12 +26,18 @@ use base64::Engine as _;
 pub struct LambdaApi {
     functions: Vec<Arc<Function>>,
     invoker: Arc<EventQueue>,
+    /// The stack's health, once everything has started (`GET /_local/status`, `make status`).
+    pub status: std::sync::OnceLock<Arc<crate::status::Status>>,
 }
 
 impl LambdaApi {
     /// An endpoint for `functions`.
     pub fn new(functions: Vec<Arc<Function>>, invoker: Arc<EventQueue>) -> Self {
-        Self { functions, invoker }
+        Self {
+            functions,
+            invoker,
+            status: std::sync::OnceLock::new(),
+        }
     }
 
     fn find(&self, name: &str) -> Option<&Arc<Function>> {
@@ -48,9 +54,22 @@ impl LambdaApi {
                 "/2015-03-31/functions/{name}/invocations",
                 axum::routing::post(invoke),
             )
+            .route("/_local/status", axum::routing::get(status))
             .with_state(self);
         axum::serve(listener, app).await?;
         Ok(())
+    }
+}
+
+/// The stack's health (not a Lambda API: the gateway's own, for `make status`).
+async fn status(State(api): State<Arc<LambdaApi>>) -> Response {
+    match api.status.get() {
+        Some(status) => axum::Json(status.snapshot()).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the stack is still starting",
+        ),
     }
 }
 

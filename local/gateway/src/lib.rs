@@ -23,6 +23,7 @@ pub mod sigv4;
 pub mod sqs_checks;
 pub mod sqs_esm;
 pub mod stack;
+pub mod status;
 pub mod tasks;
 
 /// Account id the local stack reports (moto's default account).

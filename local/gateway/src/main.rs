@@ -54,7 +54,26 @@ fn parse_args() -> Result<Mode> {
     };
     let mut raw_overrides = Vec::new();
     let mut build_only = false;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("status") {
+        args.next();
+        let mut watch = false;
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--state-file" => {
+                    options.state_file = args.next().context("--state-file needs a value")?.into()
+                }
+                "--watch" => watch = true,
+                other => bail!(
+                    "unknown argument {other:?}\nusage: local-gateway status [--state-file PATH] [--watch]"
+                ),
+            }
+        }
+        return Ok(Mode::Status {
+            state_file: options.state_file,
+            watch,
+        });
+    }
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -120,6 +139,47 @@ enum Mode {
     Serve(Options),
     /// Build every function of the template, then exit.
     BuildOnly(Options),
+    /// Print the running stack's health (`make status`).
+    Status {
+        /// The running stack's description.
+        state_file: PathBuf,
+        /// Print it again every two seconds.
+        watch: bool,
+    },
+}
+
+/// Prints the health of the stack `state_file` describes (the gateway's `/_local/status`).
+async fn print_status(state_file: &std::path::Path, watch: bool) -> Result<()> {
+    let text = std::fs::read_to_string(state_file).with_context(|| {
+        format!(
+            "{} not found: start the stack with 'make local' first",
+            state_file.display()
+        )
+    })?;
+    let description: serde_json::Value = serde_json::from_str(&text)?;
+    let endpoint = description["lambdaEndpoint"]
+        .as_str()
+        .context("the state file names no lambdaEndpoint")?;
+    let client = reqwest::Client::new();
+    loop {
+        let snapshot: serde_json::Value = client
+            .get(format!("{endpoint}/_local/status"))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("the local gateway at {endpoint} does not answer"))?
+            .error_for_status()?
+            .json()
+            .await?;
+        if watch {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{}", local_gateway::status::render(&snapshot));
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// The launcher of one execution environment (`local-gateway --run-environment <binary>`, run
@@ -171,6 +231,7 @@ async fn serve() -> Result<()> {
         .init();
     let options = match parse_args()? {
         Mode::Serve(options) => options,
+        Mode::Status { state_file, watch } => return print_status(&state_file, watch).await,
         Mode::BuildOnly(options) => {
             let built =
                 local_gateway::functions::build::build_template(&options.template, options.release)

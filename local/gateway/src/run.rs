@@ -59,6 +59,8 @@ pub struct Running {
 pub async fn start(options: &Options) -> Result<Running> {
     let sdk = aws_setup::load_with_endpoint(&options.endpoint, Some(&options.region)).await;
     let clients = Clients::new(&sdk);
+    // Function output and access logs go to moto's CloudWatch Logs from here on (crate::logs).
+    crate::logs::global().ship_to(clients.logs.clone(), crate::logs::Shipping::default());
     let stacks = stack::provision(
         &options.template,
         &options.stack_name,
@@ -110,11 +112,14 @@ pub async fn start(options: &Options) -> Result<Running> {
         all_functions.clone(),
         invoker.clone(),
     ));
+    let served = lambda_api.clone();
     serve_once("Lambda Invoke API".into(), async move {
-        lambda_api.serve(lambda_listener).await
+        served.serve(lambda_listener).await
     });
+    let mut views = Vec::new();
     let mut helper: Option<Arc<Helper>> = None;
     for (stack, functions) in stacks.iter().zip(per_stack) {
+        let mut stream_consumers = Vec::new();
         for delivery in &stack.deliveries {
             start_delivery(delivery.clone(), clients.sqs.clone(), invoker.clone());
         }
@@ -132,6 +137,7 @@ pub async fn start(options: &Options) -> Result<Running> {
             .collect();
         for function in &functions {
             for mapping in kinesis_esm::mappings_for(function, &streams_by_arn, &queues_by_arn)? {
+                stream_consumers.push(mapping.function.name.clone());
                 let id = mapping.function.id.clone();
                 let (batch, bisect, retries) =
                     (mapping.batch_size, mapping.bisect, mapping.max_retries);
@@ -157,6 +163,7 @@ pub async fn start(options: &Options) -> Result<Running> {
             }
         }
         let mut apis = BTreeMap::new();
+        let mut api_views = Vec::new();
         for api in http_api::load(stack, &functions, &clients)? {
             let listener = bind(next_port).await?;
             if next_port != 0 {
@@ -170,6 +177,12 @@ pub async fn start(options: &Options) -> Result<Running> {
                 json!({ "baseUrl": base_url, "routes": api.route_keys() }),
             );
             let api = Arc::new(api);
+            api_views.push(crate::status::ApiView {
+                logical: api.id.rsplit('.').next().unwrap_or_default().to_owned(),
+                rest: false,
+                api: api.api_id.clone(),
+                stage: api.stage_name.clone(),
+            });
             let router = crate::cloudwatch::feed::count_requests(
                 api.clone().router(),
                 false,
@@ -211,6 +224,12 @@ pub async fn start(options: &Options) -> Result<Running> {
                     json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind(), "examples": api.examples() }),
                 );
                 let api = Arc::new(api);
+                api_views.push(crate::status::ApiView {
+                    logical: api.id.rsplit('.').next().unwrap_or_default().to_owned(),
+                    rest: true,
+                    api: rest_api_name(stack, &api.id),
+                    stage: api.stage.clone(),
+                });
                 let router = crate::cloudwatch::feed::count_requests(
                     api.clone().router(),
                     true,
@@ -222,6 +241,13 @@ pub async fn start(options: &Options) -> Result<Running> {
                 });
             }
         }
+        views.push(crate::status::PatternView {
+            key: stack.path.clone(),
+            apis: api_views,
+            queues: queue_views(stack),
+            functions: functions.clone(),
+            stream_consumers,
+        });
         let function_names: BTreeMap<String, String> = functions
             .iter()
             .map(|f| (f.id.clone(), f.name.clone()))
@@ -243,6 +269,10 @@ pub async fn start(options: &Options) -> Result<Running> {
         &options.region,
     ));
     alarms.clone().start();
+    let _ = lambda_api.status.set(Arc::new(crate::status::Status {
+        patterns: views,
+        alarms: alarms.clone(),
+    }));
     crate::cloudwatch::sampler::start(
         sampled_queues(&stacks),
         clients.sqs.clone(),
@@ -311,6 +341,27 @@ fn rest_api_name(stack: &Stack, id: &str) -> String {
                 .map(crate::cfn::scalar_to_string)
         })
         .unwrap_or_else(|| stack.scope.stack_name.clone())
+}
+
+/// The queues of `stack`, dead-letter queues told apart (another queue redrives to them).
+fn queue_views(stack: &Stack) -> Vec<crate::status::QueueView> {
+    let queues: Vec<_> = stack.template.resources_of("AWS::SQS::Queue").collect();
+    let targets: Vec<String> = queues
+        .iter()
+        .filter_map(|(_, r)| r.pointer("/Properties/RedrivePolicy/deadLetterTargetArn"))
+        .filter_map(|v| stack.scope.resolve_str(v).ok())
+        .collect();
+    queues
+        .iter()
+        .filter_map(|(logical, _)| {
+            let p = stack.scope.resources.get(*logical)?;
+            Some(crate::status::QueueView {
+                logical: (*logical).clone(),
+                name: p.attributes.get("QueueName")?.clone(),
+                dead_letter: p.attributes.get("Arn").is_some_and(|a| targets.contains(a)),
+            })
+        })
+        .collect()
 }
 
 /// Every queue of the stacks, for the `AWS/SQS` metrics.
@@ -427,6 +478,9 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
     let secrets = names("AWS::SecretsManager::Secret");
     let streams = names("AWS::Kinesis::Stream");
     let buckets = names("AWS::S3::Bucket");
+    // Alarm names and topic ARNs, for `aws cloudwatch describe-alarms` and `aws sns subscribe`.
+    let alarms = names("AWS::CloudWatch::Alarm");
+    let topics = names("AWS::SNS::Topic");
     if apis.is_empty()
         && queues.is_empty()
         && tables.is_empty()
@@ -452,6 +506,8 @@ fn describe(stack: &Stack, apis: &BTreeMap<String, Value>) -> Option<Value> {
         "secrets": secrets,
         "streams": streams,
         "buckets": buckets,
+        "alarms": alarms,
+        "topics": topics,
         "parameters": stack.scope.parameters,
         "outputs": stack.outputs,
     }))

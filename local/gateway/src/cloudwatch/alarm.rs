@@ -382,22 +382,31 @@ pub fn evaluate(def: &Definition, datapoints: &[Option<f64>], current: State) ->
                 ),
             ),
         }
+    } else if present.is_empty() {
+        (
+            State::Ok,
+            format!(
+                "Threshold Crossed: no datapoints were received for {n} period{s} and {n} missing datapoint{s} {was} treated as [NonBreaching].",
+                n = def.evaluation_periods,
+                s = if def.evaluation_periods == 1 { "" } else { "s" },
+                was = if def.evaluation_periods == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+            ),
+        )
     } else {
         (
             State::Ok,
             format!(
                 "Threshold Crossed: {} datapoint{} [{shown}] {} not {} the threshold ({:?}).",
-                present.len().max(1),
-                if present.len() == 1 { " was" } else { "s were" },
-                if present.is_empty() {
-                    "(missing data treated as not breaching)"
-                } else {
-                    ""
-                },
+                present.len(),
+                if present.len() == 1 { "" } else { "s" },
+                if present.len() == 1 { "was" } else { "were" },
                 def.comparison.words(),
                 def.threshold,
-            )
-            .replace("  ", " "),
+            ),
         )
     };
     Verdict {

@@ -161,14 +161,20 @@ impl Alarms {
 
     async fn changed(&self, watched: &Watched, old: State, verdict: &Verdict) {
         let def = &watched.definition;
-        eprintln!(
-            "[{}] alarm {} is {} (was {}): {}",
-            watched.id,
-            def.name,
-            verdict.state.as_str(),
-            old.as_str(),
-            verdict.reason
-        );
+        // Every alarm leaves INSUFFICIENT_DATA for OK soon after the start: worth a debug line,
+        // not a console line per alarm. Every other change is printed.
+        if old == State::InsufficientData && verdict.state == State::Ok {
+            tracing::debug!(alarm = %watched.id, reason = %verdict.reason, "alarm is OK");
+        } else {
+            eprintln!(
+                "[{}] alarm {} is {} (was {}): {}",
+                watched.id,
+                def.name,
+                verdict.state.as_str(),
+                old.as_str(),
+                verdict.reason
+            );
+        }
         let reason_data = json!({
             "version": "1.0",
             "queryDate": iso(SystemTime::now()),
