@@ -20,6 +20,8 @@
 //!   `apiRequestId`. The body is then the payload, exactly as a record's whole data is without an
 //!   envelope. A replayed record's original may be such an envelope in turn. A malformed
 //!   envelope is bad data.
+//! - Every invocation writes one EMF document ([`batch_metrics`]): records written, records that
+//!   changed nothing (a retry, an older sequence number), bad data, failed writes.
 
 pub mod api_envelope;
 pub mod replay;
@@ -35,6 +37,7 @@ use batch_consumer::kinesis::{
     KinesisBatchError, KinesisEvent, KinesisEventRecord, SequenceNumber,
     process_kinesis_batch_traced,
 };
+use batch_metrics::{Function, Invocation, Metrics, Outcome, Pattern};
 use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, json_to_attribute};
 use serde_json::Value;
 
@@ -140,6 +143,23 @@ pub enum RecordError {
     Store(#[from] StoreError),
 }
 
+impl RecordError {
+    /// How the record counts in the metrics: bad data (reported, so that it ends at the
+    /// on-failure destination) is invalid, a write that failed a failure.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            RecordError::Store(StoreError::Rejected(_)) => Outcome::Invalid,
+            RecordError::Store(_) => Outcome::Failed,
+            RecordError::NotBase64(_)
+            | RecordError::TooLarge { .. }
+            | RecordError::NotJson(_)
+            | RecordError::BadRecord
+            | RecordError::BadReplay(_)
+            | RecordError::BadEnvelope(_) => Outcome::Invalid,
+        }
+    }
+}
+
 /// A record that was not applied, with the API request it came from when it names one (so the
 /// batch's log line reporting it carries `apiRequestId`).
 #[derive(Debug)]
@@ -175,6 +195,7 @@ pub struct Consumer {
     store: Arc<dyn EventStore>,
     write_concurrency: usize,
     max_record_bytes: usize,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -187,7 +208,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// A consumer writing to `store`.
+    /// A consumer writing to `store`, writing no metrics ([`Consumer::with_metrics`]).
     pub fn new(
         store: Arc<dyn EventStore>,
         write_concurrency: usize,
@@ -197,7 +218,14 @@ impl Consumer {
             store,
             write_concurrency,
             max_record_bytes,
+            metrics: Metrics::disabled(Pattern::KinesisStream, Function::Consumer),
         }
+    }
+
+    /// The same consumer, writing one document per batch to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A consumer writing to the table named in `config` through `client`.
@@ -213,16 +241,43 @@ impl Consumer {
         )
     }
 
-    /// Handles one Kinesis batch; answers with the lowest failed sequence number, if any.
+    /// Handles one Kinesis batch; answers with the lowest failed sequence number, if any; writes
+    /// the batch's metrics before it answers.
     pub async fn handle(
         &self,
         event: KinesisEvent,
     ) -> Result<KinesisEventResponse, KinesisBatchError> {
-        process_kinesis_batch_traced(event, self.write_concurrency, |record| self.apply(record))
-            .await
+        let metrics = self.metrics.invocation();
+        let records = event.records.len() as u64;
+        let answer = metrics
+            .time_writes(process_kinesis_batch_traced(
+                event,
+                self.write_concurrency,
+                |record| self.apply_counted(record, &metrics),
+            ))
+            .await;
+        if answer.is_err() {
+            // Refused as a whole: every record comes back.
+            metrics.count_many(Outcome::Failed, records);
+        }
+        answer
     }
 
-    async fn apply(&self, record: KinesisEventRecord) -> Result<(), Failed> {
+    async fn apply_counted(
+        &self,
+        record: KinesisEventRecord,
+        metrics: &Invocation,
+    ) -> Result<(), Failed> {
+        let applied = self.apply(record).await;
+        metrics.count(match &applied {
+            Ok(PutOutcome::Created) => Outcome::Stored,
+            Ok(PutOutcome::AlreadyExists) => Outcome::Duplicate,
+            Err(failed) => failed.error.outcome(),
+        });
+        applied.map(drop)
+    }
+
+    async fn apply(&self, record: KinesisEventRecord) -> Result<PutOutcome, Failed> {
         let Read {
             api_request_id,
             item,
@@ -245,7 +300,7 @@ impl Consumer {
                 "record already applied or superseded; nothing written"
             );
         }
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -744,6 +799,67 @@ mod tests {
             !text.contains("s3cr3t"),
             "a payload reached the logs: {text}"
         );
+    }
+
+    #[tokio::test]
+    async fn each_batch_writes_one_document_counting_stale_records_as_duplicates() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let (metrics, captured) = batch_metrics::Metrics::capture(
+            "AsyncApiPatterns",
+            Pattern::KinesisStream,
+            Function::Consumer,
+        );
+        let consumer = Consumer::new(store, 4, 1024).with_metrics(metrics);
+        let batch = KinesisEvent {
+            records: vec![
+                from_api("a", "1", "req-1", br#"{"v":1}"#),
+                record("a", "2", br#"{"v":2}"#),
+                record("b", "3", b"not json"),
+                record("b", "4", br#"{"v":4}"#),
+                record(
+                    "c",
+                    "5",
+                    br#"{"apiGatewayRequest":{"apiRequestId":7,"body":""}}"#,
+                ),
+            ],
+        };
+        let response = consumer.handle(batch.clone()).await.expect("answered");
+        assert_eq!(failures(&response), ["3"]);
+        let first = captured.only().expect("one document");
+        // b:4 waits behind b:3 and is not counted.
+        assert_eq!(
+            first.counts,
+            batch_metrics::Counts {
+                stored: 2,
+                invalid: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!(first.document["Pattern"], "kinesis-stream");
+        // The retry: a and its older replay change nothing.
+        let retry = KinesisEvent {
+            records: vec![
+                batch.records[0].clone(),
+                batch.records[1].clone(),
+                replay_of("1", "9", br#"{"v":"old"}"#),
+            ],
+        };
+        consumer.handle(retry).await.expect("answered");
+        assert_eq!(
+            captured.only().expect("one document").counts,
+            batch_metrics::Counts {
+                duplicate: 2,
+                stored: 1,
+                ..Default::default()
+            },
+            "k:9 replays k:1, new for key k"
+        );
+        // A batch refused as a whole comes back whole.
+        let refused = KinesisEvent {
+            records: vec![record("a", "1", b"{}"), record("a", "x", b"{}")],
+        };
+        assert!(consumer.handle(refused).await.is_err());
+        assert_eq!(captured.only().expect("one document").counts.failed, 2);
     }
 
     #[tokio::test]

@@ -20,15 +20,23 @@
 //!   newcomer is stored beside it as a conflict item (`conflict#<eventId>#<payloadHash>`, `kind:
 //!   conflict`), conditionally, so recording it again changes nothing. A warning names the event
 //!   and message ids (never the payload).
+//! - a message the API sent carries the API Gateway request id in its message attribute
+//!   `apiRequestId`: the item (and a conflict item) gets it as the String attribute
+//!   `apiRequestId`, and every log line about the message carries it as the field
+//!   `apiRequestId` (absent when the message has none).
 //!
-//! Records of a batch are written concurrently, up to a bound.
+//! Records of a batch are written concurrently, up to a bound. Every invocation writes one EMF
+//! document ([`batch_metrics`]): events stored, true duplicates, conflicts recorded, bodies that
+//! can never be stored (invalid, reported for the dead-letter queue) and writes that failed.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
+use batch_consumer::api_request::{API_REQUEST_ID, sqs_api_request_id};
 use batch_consumer::{BatchError, process_sqs_batch};
+use batch_metrics::{Function, Invocation, Metrics, Outcome, Pattern};
 use dynamo_writer::{EventStore, Item, PutOutcome, StoreError, Written, json_to_attribute};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -109,11 +117,25 @@ pub enum RecordError {
     Store(#[from] StoreError),
 }
 
+impl RecordError {
+    /// How the record counts in the metrics: a body that can never be stored is invalid
+    /// (though reported, so that it reaches the dead-letter queue), any other error a failure.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            RecordError::NotJson(_)
+            | RecordError::BadEventId
+            | RecordError::Store(StoreError::Rejected(_)) => Outcome::Invalid,
+            RecordError::Store(_) => Outcome::Failed,
+        }
+    }
+}
+
 /// The consumer, built once per execution environment.
 #[derive(Clone)]
 pub struct Consumer {
     store: Arc<dyn EventStore>,
     write_concurrency: usize,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -125,12 +147,19 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// A consumer writing to `store`.
+    /// A consumer writing to `store`, writing no metrics ([`Consumer::with_metrics`]).
     pub fn new(store: Arc<dyn EventStore>, write_concurrency: usize) -> Self {
         Self {
             store,
             write_concurrency,
+            metrics: Metrics::disabled(Pattern::SqsBuffer, Function::Consumer),
         }
+    }
+
+    /// The same consumer, writing one document per batch to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A consumer writing to the table named in `config` through `client`.
@@ -145,24 +174,54 @@ impl Consumer {
         )
     }
 
-    /// Handles one SQS batch and answers with the records to retry.
+    /// Handles one SQS batch and answers with the records to retry; writes the batch's metrics
+    /// before it answers.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_sqs_batch(event, self.write_concurrency, |record| {
-            self.store_record(record)
-        })
-        .await
+        let metrics = self.metrics.invocation();
+        let records = event.records.len() as u64;
+        let answer = metrics
+            .time_writes(process_sqs_batch(event, self.write_concurrency, |record| {
+                self.store_record(record, &metrics)
+            }))
+            .await;
+        if answer.is_err() {
+            // Refused as a whole: every record comes back.
+            metrics.count_many(Outcome::Failed, records);
+        }
+        answer
     }
 
-    async fn store_record(&self, record: SqsMessage) -> Result<(), RecordError> {
-        let item = build_item(&record, now_millis())?;
+    async fn store_record(
+        &self,
+        record: SqsMessage,
+        metrics: &Invocation,
+    ) -> Result<(), RecordError> {
+        let stored = self.store_message(&record).await;
+        metrics.count(match &stored {
+            Ok(outcome) => *outcome,
+            Err(error) => error.outcome(),
+        });
+        stored.map(drop)
+    }
+
+    async fn store_message(&self, record: &SqsMessage) -> Result<Outcome, RecordError> {
+        let item = build_item(record, now_millis())?;
         let message_id = record.message_id.as_deref().unwrap_or_default();
+        let api_request_id = sqs_api_request_id(record);
         match self.store.put_if_absent_or_get(item.clone()).await? {
-            Written::Created => Ok(()),
+            Written::Created => Ok(Outcome::Stored),
             Written::Exists(Some(existing)) if same_payload(&existing, &item) => {
-                tracing::info!(message_id, "event already stored; duplicate ignored");
-                Ok(())
+                tracing::info!(
+                    message_id,
+                    apiRequestId = api_request_id,
+                    "event already stored; duplicate ignored"
+                );
+                Ok(Outcome::Duplicate)
             }
-            Written::Exists(existing) => self.record_conflict(item, existing, message_id).await,
+            Written::Exists(existing) => {
+                self.record_conflict(item, existing, message_id, api_request_id)
+                    .await
+            }
         }
     }
 
@@ -172,27 +231,35 @@ impl Consumer {
         item: Item,
         existing: Option<Item>,
         message_id: &str,
-    ) -> Result<(), RecordError> {
+        api_request_id: Option<&str>,
+    ) -> Result<Outcome, RecordError> {
         let event_id = string(&item, KEY_ATTRIBUTE).to_owned();
         let original_message_id = existing
             .as_ref()
             .map(|e| string(e, "messageId").to_owned())
             .unwrap_or_default();
         let conflict = conflict_item(item, existing.as_ref());
-        match self.store.put_if_absent(conflict).await? {
-            PutOutcome::Created => tracing::warn!(
-                event_id = %event_id,
-                message_id,
-                original_message_id = %original_message_id,
-                "eventId reused with a different payload: original kept, newcomer recorded as a conflict item"
-            ),
-            PutOutcome::AlreadyExists => tracing::info!(
-                event_id = %event_id,
-                message_id,
-                "conflict already recorded; duplicate ignored"
-            ),
-        }
-        Ok(())
+        Ok(match self.store.put_if_absent(conflict).await? {
+            PutOutcome::Created => {
+                tracing::warn!(
+                    event_id = %event_id,
+                    message_id,
+                    apiRequestId = api_request_id,
+                    original_message_id = %original_message_id,
+                    "eventId reused with a different payload: original kept, newcomer recorded as a conflict item"
+                );
+                Outcome::Conflict
+            }
+            PutOutcome::AlreadyExists => {
+                tracing::info!(
+                    event_id = %event_id,
+                    message_id,
+                    apiRequestId = api_request_id,
+                    "conflict already recorded; duplicate ignored"
+                );
+                Outcome::Duplicate
+            }
+        })
     }
 }
 
@@ -273,7 +340,8 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// Builds the item stored for `record`: key, payload attribute and receive metadata.
+/// Builds the item stored for `record`: key, payload attribute, receive metadata and the
+/// `apiRequestId` the message carries, if any.
 pub fn build_item(record: &SqsMessage, stored_at_millis: u128) -> Result<Item, RecordError> {
     let body = record.body.as_deref().unwrap_or_default();
     let payload: Value = serde_json::from_str(body).map_err(RecordError::NotJson)?;
@@ -309,6 +377,9 @@ pub fn build_item(record: &SqsMessage, stored_at_millis: u128) -> Result<Item, R
     }
     if let Some(arn) = record.event_source_arn.as_deref() {
         item.insert("sourceArn".into(), AttributeValue::S(arn.to_owned()));
+    }
+    if let Some(id) = sqs_api_request_id(record) {
+        item.insert(API_REQUEST_ID.into(), AttributeValue::S(id.to_owned()));
     }
     Ok(item)
 }
@@ -482,6 +553,195 @@ mod tests {
             panic!("payload must be a map")
         };
         assert_eq!(payload["v"], AttributeValue::N("2".into()));
+    }
+
+    /// Records of (message id, `apiRequestId` attribute, body).
+    fn from_api(records: &[(&str, Option<&str>, &str)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, api_request_id, body)| {
+                let attributes = match api_request_id {
+                    Some(r) => json!({"apiRequestId": {"stringValue": r, "dataType": "String",
+                        "stringListValues": [], "binaryListValues": []}}),
+                    None => json!({}),
+                };
+                json!({"messageId": id, "body": body, "messageAttributes": attributes})
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("valid event")
+    }
+
+    /// A table that cannot be written.
+    struct Down;
+
+    impl EventStore for Down {
+        fn put_if_absent(
+            &self,
+            _: Item,
+        ) -> futures::future::BoxFuture<'_, Result<PutOutcome, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("injected outage".into())) })
+        }
+
+        fn put_if_newer<'a>(
+            &'a self,
+            _: Item,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<PutOutcome, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("injected outage".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_item_and_a_conflict_item_carry_the_api_request_id_of_their_message() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store.clone(), 4);
+        consumer
+            .handle(from_api(&[
+                ("m1", Some("req-1"), r#"{"eventId":"e","v":1}"#),
+                ("m2", None, r#"{"eventId":"other"}"#),
+            ]))
+            .await
+            .expect("answered");
+        consumer
+            .handle(from_api(&[(
+                "m3",
+                Some("req-3"),
+                r#"{"eventId":"e","v":2}"#,
+            )]))
+            .await
+            .expect("answered");
+        let items = store.items();
+        assert_eq!(
+            items["e"]["apiRequestId"],
+            AttributeValue::S("req-1".into())
+        );
+        assert!(!items["other"].contains_key("apiRequestId"));
+        let hash = payload_hash(&json!({"eventId": "e", "v": 2}));
+        assert_eq!(
+            items[&conflict_key("e", &hash)]["apiRequestId"],
+            AttributeValue::S("req-3".into()),
+            "the conflicting newcomer's own request"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_line_about_a_message_carries_its_api_request_id_and_never_its_body() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let consumer = Consumer::new(store, 4);
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        for batch in [
+            from_api(&[(
+                "m1",
+                Some("req-1"),
+                r#"{"eventId":"e","secret":"s3cr3t-1"}"#,
+            )]),
+            from_api(&[(
+                "m1",
+                Some("req-1"),
+                r#"{"eventId":"e","secret":"s3cr3t-1"}"#,
+            )]),
+            from_api(&[(
+                "m2",
+                Some("req-2"),
+                r#"{"eventId":"e","secret":"s3cr3t-2"}"#,
+            )]),
+            from_api(&[(
+                "m2",
+                Some("req-2"),
+                r#"{"eventId":"e","secret":"s3cr3t-2"}"#,
+            )]),
+            from_api(&[("m3", Some("req-3"), "s3cr3t-3 is not JSON")]),
+        ] {
+            consumer.handle(batch).await.expect("answered");
+        }
+        let text = logs.text();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        let about = |id: &str| {
+            lines
+                .iter()
+                .filter(|l| l["fields"]["message_id"] == id)
+                .map(|l| l["fields"]["apiRequestId"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(about("m1"), [json!("req-1")], "the duplicate: {text}");
+        assert_eq!(
+            about("m2"),
+            [json!("req-2"), json!("req-2")],
+            "the conflict, twice: {text}"
+        );
+        assert_eq!(about("m3"), [json!("req-3")], "the failure: {text}");
+        assert!(!text.contains("s3cr3t"), "a body reached the logs: {text}");
+    }
+
+    #[tokio::test]
+    async fn each_batch_writes_one_document_counting_every_outcome() {
+        let store = Arc::new(MemoryStore::new(KEY_ATTRIBUTE));
+        let (metrics, captured) = batch_metrics::Metrics::capture(
+            "AsyncApiPatterns",
+            Pattern::SqsBuffer,
+            Function::Consumer,
+        );
+        let consumer = Consumer::new(store, 4).with_metrics(metrics);
+        no_failures(&consumer, &[("m1", r#"{"eventId":"a","v":1}"#)]).await;
+        let first = captured.only().expect("one document");
+        assert_eq!(
+            first.counts,
+            batch_metrics::Counts {
+                stored: 1,
+                ..Default::default()
+            }
+        );
+        consumer
+            .handle(batch(&[
+                ("m2", r#"{"eventId":"b"}"#),
+                ("m1", r#"{"eventId":"a","v":1}"#),
+                ("m3", r#"{"eventId":"a","v":2}"#),
+                ("m4", r#"{"eventId":"a","v":2}"#),
+                ("m5", "not json"),
+                ("m6", r#"{"eventId":42}"#),
+            ]))
+            .await
+            .expect("answered");
+        let second = captured.only().expect("one document");
+        // m3 and m4 race for the conflict item: one records it, the other finds it recorded.
+        assert_eq!(
+            second.counts,
+            batch_metrics::Counts {
+                stored: 1,
+                duplicate: 2,
+                conflict: 1,
+                invalid: 2,
+                failed: 0,
+            }
+        );
+        assert_eq!(second.document["Pattern"], "sqs-buffer");
+        assert_eq!(second.document["Function"], "consumer");
+        assert!(second.batch_write_latency_ms >= 0.0);
+
+        let (metrics, captured) =
+            batch_metrics::Metrics::capture("Ns", Pattern::SqsBuffer, Function::Consumer);
+        let down = Consumer::new(Arc::new(Down), 4).with_metrics(metrics);
+        let answer = down
+            .handle(batch(&[("m1", r#"{"v":1}"#), ("m2", "not json")]))
+            .await
+            .expect("answered");
+        assert_eq!(answer.batch_item_failures.len(), 2);
+        assert_eq!(
+            captured.only().expect("one document").counts,
+            batch_metrics::Counts {
+                failed: 1,
+                invalid: 1,
+                ..Default::default()
+            }
+        );
+        // A batch refused as a whole comes back whole.
+        let mut refused = batch(&[("m1", "{}"), ("m2", "{}")]);
+        refused.records[1].message_id = None;
+        assert!(down.handle(refused).await.is_err());
+        assert_eq!(captured.only().expect("one document").counts.failed, 2);
     }
 
     #[test]

@@ -264,3 +264,41 @@ async fn a_body_nested_deeper_than_dynamodb_stores_is_refused_as_dynamodb_refuse
     }
     assert_eq!(value, &AttributeValue::N("1".into()));
 }
+
+#[tokio::test]
+async fn the_api_request_id_attribute_of_a_message_is_stored_with_its_event_and_its_conflict() {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let table = table(&client).await;
+    let consumer = consumer(&client, &table);
+    let from_api = |id: &str, api_request_id: &str, body: &str| -> SqsEvent {
+        serde_json::from_value(serde_json::json!({"Records": [{
+            "messageId": id, "body": body,
+            "messageAttributes": {"apiRequestId": {"stringValue": api_request_id,
+                "dataType": "String", "stringListValues": [], "binaryListValues": []}}
+        }]}))
+        .expect("valid event")
+    };
+    for batch in [
+        from_api("m1", "JNlxtgE9IAMEPsQ=", r#"{"eventId":"e","v":1}"#),
+        from_api("m2", "JNlxuFrMIAMEd2g=", r#"{"eventId":"e","v":2}"#),
+        event(&[("m3", r#"{"eventId":"from-another-producer"}"#)]),
+    ] {
+        let answer = consumer.handle(batch).await.expect("answered");
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    let stored = items(&client, &table).await;
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert_eq!(
+        stored["e"]["apiRequestId"],
+        AttributeValue::S("JNlxtgE9IAMEPsQ=".into())
+    );
+    let conflict = stored
+        .values()
+        .find(|i| i["kind"] == AttributeValue::S("conflict".into()))
+        .expect("a conflict item");
+    assert_eq!(
+        conflict["apiRequestId"],
+        AttributeValue::S("JNlxuFrMIAMEd2g=".into())
+    );
+    assert!(!stored["from-another-producer"].contains_key("apiRequestId"));
+}
