@@ -17,13 +17,23 @@
 //!   ([`request`]); whatever cannot become a user gets the status `INVALID` with its reason.
 //!   Only a failure to write the table (after the retries of [`Backoff`]) is reported for
 //!   redelivery, so only an outage can lead a message to the dead-letter queue.
+//! - **The API request.** Beside `requestId`, the mapping template sends API Gateway's own
+//!   request id (`$context.requestId`) as the String message attribute `apiRequestId`: the user
+//!   item and the status item get it as the attribute `apiRequestId`, and every log line about
+//!   the message carries it as the field `apiRequestId` (absent when the message has none).
+//!   `requestId` stays the id the client polls.
+//! - **Metrics.** Every invocation writes one EMF document ([`batch_metrics`]): users created,
+//!   deliveries of a request already done, `EMAIL_TAKEN` (conflicts), `INVALID` requests, and
+//!   records reported for redelivery.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use batch_consumer::api_request::{API_REQUEST_ID, sqs_api_request_id};
 use batch_consumer::{BatchError, process_sqs_batch};
+use batch_metrics::{Function, Invocation, Metrics, Outcome, Pattern};
 use dynamo_writer::{Backoff, CallFailed};
 use futures::future::BoxFuture;
 
@@ -65,6 +75,8 @@ pub struct Delivery<'a> {
     pub request_id: &'a str,
     /// SQS's id of this delivery's message (a redrive changes it); kept for tracing.
     pub message_id: &'a str,
+    /// API Gateway's id of the request (the `apiRequestId` attribute), if the message has it.
+    pub api_request_id: Option<&'a str>,
 }
 
 /// What a create did.
@@ -162,6 +174,9 @@ impl UserStore for DynamoDbUsers {
             if let Some(locale) = &user.locale {
                 item.insert("locale".to_owned(), s(locale));
             }
+            if let Some(id) = delivery.api_request_id {
+                item.insert(API_REQUEST_ID.to_owned(), s(id));
+            }
             let put_user = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
@@ -230,7 +245,7 @@ impl UserStore for DynamoDbUsers {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let call = self
+            let mut call = self
                 .client
                 .put_item()
                 .table_name(&self.table)
@@ -246,6 +261,9 @@ impl UserStore for DynamoDbUsers {
                 .item("recordedAt", AttributeValue::N(now_millis()))
                 .condition_expression("attribute_not_exists(#k)")
                 .expression_attribute_names("#k", KEY_ATTRIBUTE);
+            if let Some(id) = delivery.api_request_id {
+                call = call.item(API_REQUEST_ID, s(id));
+            }
             let result = self.backoff.run("PutItem", || call.clone().send()).await;
             match result {
                 Ok(_) => Ok(()),
@@ -278,6 +296,7 @@ pub enum RecordError {
 #[derive(Clone)]
 pub struct Consumer {
     store: Arc<dyn UserStore>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -287,9 +306,18 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// A consumer writing to `store`.
+    /// A consumer writing to `store`, writing no metrics ([`Consumer::with_metrics`]).
     pub fn new(store: Arc<dyn UserStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            metrics: Metrics::disabled(Pattern::UserApi, Function::Consumer),
+        }
+    }
+
+    /// The same consumer, writing one document per batch to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A consumer writing to the table named in `config`.
@@ -300,24 +328,48 @@ impl Consumer {
         )))
     }
 
-    /// Handles one SQS batch; answers with the records to retry.
+    /// Handles one SQS batch; answers with the records to retry; writes the batch's metrics
+    /// before it answers.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_sqs_batch(event, batch_consumer::DEFAULT_CONCURRENCY, |record| {
-            self.create(record)
-        })
-        .await
+        let metrics = self.metrics.invocation();
+        let records = event.records.len() as u64;
+        let answer = metrics
+            .time_writes(process_sqs_batch(
+                event,
+                batch_consumer::DEFAULT_CONCURRENCY,
+                |record| self.create_counted(record, &metrics),
+            ))
+            .await;
+        if answer.is_err() {
+            // Refused as a whole: every record comes back.
+            metrics.count_many(Outcome::Failed, records);
+        }
+        answer
     }
 
-    async fn create(&self, record: SqsMessage) -> Result<(), RecordError> {
+    async fn create_counted(
+        &self,
+        record: SqsMessage,
+        metrics: &Invocation,
+    ) -> Result<(), RecordError> {
+        let created = self.create(&record).await;
+        // Every body has a terminal answer: only an error is a failure.
+        metrics.count(created.as_ref().copied().unwrap_or(Outcome::Failed));
+        created.map(drop)
+    }
+
+    async fn create(&self, record: &SqsMessage) -> Result<Outcome, RecordError> {
         let message_id = record
             .message_id
             .as_deref()
             .ok_or(RecordError::NoMessageId)?;
-        let request_id = match request_id_attribute(&record) {
+        let api_request_id = sqs_api_request_id(record);
+        let request_id = match request_id_attribute(record) {
             Some(id) => id,
             None => {
                 tracing::warn!(
                     message_id = %message_id,
+                    apiRequestId = api_request_id,
                     "no requestId attribute; keyed on the message id, which a redrive changes"
                 );
                 message_id
@@ -326,34 +378,60 @@ impl Consumer {
         let delivery = Delivery {
             request_id,
             message_id,
+            api_request_id,
         };
         let user = match NewUser::parse(record.body.as_deref().unwrap_or_default()) {
             Ok(user) => user,
             Err(invalid) => {
-                tracing::info!(request_id = %request_id, message_id = %message_id, reason = %invalid, "invalid request; status recorded");
+                tracing::info!(
+                    request_id = %request_id,
+                    message_id = %message_id,
+                    apiRequestId = api_request_id,
+                    reason = %invalid,
+                    "invalid request; status recorded"
+                );
                 let reason = invalid.to_string();
-                return Ok(self
-                    .store
+                self.store
                     .record_status(delivery, "INVALID", &reason)
-                    .await?);
+                    .await?;
+                return Ok(Outcome::Invalid);
             }
         };
         let user_id = user_id_for(request_id);
-        match self.store.create(&user_id, delivery, &user).await? {
+        Ok(match self.store.create(&user_id, delivery, &user).await? {
             Created::New => {
-                tracing::info!(request_id = %request_id, message_id = %message_id, user_id = %user_id, "user created")
+                tracing::info!(
+                    request_id = %request_id,
+                    message_id = %message_id,
+                    apiRequestId = api_request_id,
+                    user_id = %user_id,
+                    "user created"
+                );
+                Outcome::Stored
             }
             Created::Again => {
-                tracing::info!(request_id = %request_id, message_id = %message_id, user_id = %user_id, "delivered again; user already created")
+                tracing::info!(
+                    request_id = %request_id,
+                    message_id = %message_id,
+                    apiRequestId = api_request_id,
+                    user_id = %user_id,
+                    "delivered again; user already created"
+                );
+                Outcome::Duplicate
             }
             Created::EmailTaken => {
-                tracing::info!(request_id = %request_id, message_id = %message_id, "email already taken; no user created");
+                tracing::info!(
+                    request_id = %request_id,
+                    message_id = %message_id,
+                    apiRequestId = api_request_id,
+                    "email already taken; no user created"
+                );
                 self.store
                     .record_status(delivery, "EMAIL_TAKEN", "another user has this email")
                     .await?;
+                Outcome::Conflict
             }
-        }
-        Ok(())
+        })
     }
 }
 
@@ -563,6 +641,120 @@ mod tests {
         assert_eq!(users[&user_id_for("req-1")].1.name, "Last");
         assert_eq!(users[&user_id_for("req-2")].1.email, long_email);
         assert!(memory.statuses.lock().expect("lock").is_empty());
+    }
+
+    /// `event` with the `apiRequestId` attribute `api_request_id` on record `index`.
+    fn with_api_request_id(mut event: SqsEvent, index: usize, api_request_id: &str) -> SqsEvent {
+        let attribute = serde_json::from_value(serde_json::json!({
+            "stringValue": api_request_id, "dataType": "String",
+            "stringListValues": [], "binaryListValues": []
+        }))
+        .expect("attribute");
+        event.records[index]
+            .message_attributes
+            .insert("apiRequestId".into(), attribute);
+        event
+    }
+
+    #[tokio::test]
+    async fn each_batch_writes_one_document_counting_every_terminal_answer() {
+        let (memory, _) = consumer();
+        let (metrics, captured) = batch_metrics::Metrics::capture(
+            "AsyncApiPatterns",
+            Pattern::UserApi,
+            Function::Consumer,
+        );
+        let consumer = Consumer::new(memory.clone()).with_metrics(metrics);
+        consumer
+            .handle(batch(&[("m-1", Some("req-1"), ADA)]))
+            .await
+            .expect("answered");
+        assert_eq!(
+            captured.only().expect("one document").counts,
+            batch_metrics::Counts {
+                stored: 1,
+                ..Default::default()
+            }
+        );
+        consumer
+            .handle(batch(&[
+                ("m-1-again", Some("req-1"), ADA),
+                ("m-2", Some("req-2"), ADA),
+                ("m-3", Some("req-3"), "not JSON"),
+                (
+                    "m-4",
+                    Some("req-4"),
+                    r#"{"name":"Bob","email":"bob@example.com"}"#,
+                ),
+            ]))
+            .await
+            .expect("answered");
+        let written = captured.only().expect("one document");
+        assert_eq!(
+            written.counts,
+            batch_metrics::Counts {
+                stored: 1,
+                duplicate: 1,
+                conflict: 1,
+                invalid: 1,
+                failed: 0,
+            }
+        );
+        assert_eq!(written.document["Pattern"], "user-api");
+        memory.down.store(true, Ordering::SeqCst);
+        consumer
+            .handle(batch(&[("m-5", Some("req-5"), ADA), ("m-6", None, "[]")]))
+            .await
+            .expect("answered");
+        assert_eq!(
+            captured.only().expect("one document").counts,
+            batch_metrics::Counts {
+                failed: 2,
+                ..Default::default()
+            },
+            "an INVALID that cannot be recorded is a failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_line_about_a_message_carries_its_api_request_id_and_never_its_body() {
+        let (memory, consumer) = consumer();
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        let event = batch(&[
+            (
+                "m-1",
+                Some("req-1"),
+                r#"{"name":"Ada","email":"s3cr3t@example.com"}"#,
+            ),
+            (
+                "m-2",
+                None,
+                r#"{"name":"Ada","email":"s3cr3t@example.com"}"#,
+            ),
+            ("m-3", Some("req-3"), "s3cr3t is not JSON"),
+        ]);
+        let event = with_api_request_id(event, 0, "api-1");
+        let event = with_api_request_id(event, 1, "api-2");
+        let event = with_api_request_id(event, 2, "api-3");
+        consumer.handle(event.clone()).await.expect("answered");
+        memory.down.store(true, Ordering::SeqCst);
+        consumer.handle(event).await.expect("answered");
+        let text = logs.text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        for (message_id, api_request_id) in [("m-1", "api-1"), ("m-2", "api-2"), ("m-3", "api-3")] {
+            let about: Vec<_> = lines
+                .iter()
+                .filter(|l| l["fields"]["message_id"] == message_id)
+                .collect();
+            assert!(about.len() >= 2, "{message_id}: {text}");
+            for line in about {
+                assert_eq!(line["fields"]["apiRequestId"], api_request_id, "{line}");
+            }
+        }
+        assert!(!text.contains("s3cr3t"), "a body reached the logs: {text}");
     }
 
     #[tokio::test]

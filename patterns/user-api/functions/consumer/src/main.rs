@@ -9,7 +9,13 @@ async fn main() -> Result<(), Error> {
     aws_setup::init_lambda_tracing();
     let config = Config::from_env()?;
     let sdk = aws_setup::load().await;
-    let consumer = Consumer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let metrics = batch_metrics::Metrics::stdout(
+        &batch_metrics::Config::from_env(),
+        batch_metrics::Pattern::UserApi,
+        batch_metrics::Function::Consumer,
+    );
+    let consumer =
+        Consumer::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk)).with_metrics(metrics);
     let consumer = &consumer;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(consumer.handle(event.payload).await?)

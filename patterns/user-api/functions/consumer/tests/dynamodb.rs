@@ -392,3 +392,80 @@ async fn a_fault_that_outlasts_the_retries_reports_the_record_and_logs_its_whole
         "a payload reached the logs: {logs}"
     );
 }
+
+#[tokio::test]
+async fn the_user_and_the_status_items_carry_the_api_request_id_of_their_message() {
+    let (client, table, consumer) = setup().await;
+    let message = |message_id: &str, request_id: &str, api_request_id: &str, body: &str| {
+        let mut event = from_api(message_id, request_id, body);
+        event.records[0].message_attributes.insert(
+            "apiRequestId".into(),
+            serde_json::from_value(serde_json::json!({"stringValue": api_request_id,
+                "dataType": "String", "stringListValues": [], "binaryListValues": []}))
+            .expect("attribute"),
+        );
+        event
+    };
+    let ada = r#"{"name":"Ada","email":"ada@example.com"}"#;
+    for event in [
+        message("m-1", "req-1", "c6af9ac6-7b61-11e6-9a41-93e8deadbee1", ada),
+        message("m-2", "req-2", "c6af9ac6-7b61-11e6-9a41-93e8deadbee2", ada),
+        message(
+            "m-3",
+            "req-3",
+            "c6af9ac6-7b61-11e6-9a41-93e8deadbee3",
+            "not JSON",
+        ),
+        from_api(
+            "m-4",
+            "req-4",
+            r#"{"name":"Bob","email":"bob@example.com"}"#,
+        ),
+    ] {
+        let answer = consumer.handle(event).await.expect("answered");
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    let api_request_id = |item: &std::collections::HashMap<String, AttributeValue>| {
+        item.get("apiRequestId")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    };
+    let users = kinds(&client, &table, "user").await;
+    let ada = users
+        .iter()
+        .find(|u| u["email"] == AttributeValue::S("ada@example.com".into()))
+        .expect("Ada");
+    assert_eq!(
+        api_request_id(ada).as_deref(),
+        Some("c6af9ac6-7b61-11e6-9a41-93e8deadbee1")
+    );
+    let bob = users
+        .iter()
+        .find(|u| u["email"] == AttributeValue::S("bob@example.com".into()))
+        .expect("Bob");
+    assert_eq!(api_request_id(bob), None, "a message without it has none");
+    let mut statuses: Vec<(String, Option<String>)> = kinds(&client, &table, "status")
+        .await
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_s().cloned().unwrap_or_default(),
+                api_request_id(s),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            (
+                "EMAIL_TAKEN".to_owned(),
+                Some("c6af9ac6-7b61-11e6-9a41-93e8deadbee2".to_owned())
+            ),
+            (
+                "INVALID".to_owned(),
+                Some("c6af9ac6-7b61-11e6-9a41-93e8deadbee3".to_owned())
+            ),
+        ]
+    );
+}
