@@ -82,6 +82,10 @@ recover: $(VENV)/.installed gateway ## Recover a running local kinesis-stream's 
 	@eval "$$($(VENV)/bin/python tools/stack_env.py --pattern KinesisStream)" && \
 	  "$(CARGO_TARGET_DIR)/debug/kinesis-recover" --bucket "$$FAILURE_BUCKET" --table "$$TABLE_NAME" --replay $(REPLAY)
 
+.PHONY: status
+status: gateway ## Health of the running local stack per pattern: requests, queue depth and age, dead letters, iterator age, alarms, function invocations, errors, cold starts, p50/p99 (WATCH=1 refreshes)
+	@"$(GATEWAY)" status --state-file .local/stack.json $(if $(WATCH),--watch)
+
 .PHONY: invoke
 invoke: ## Invoke a running local function with an event, like sam local invoke (FUNCTION=UserApi.ConsumerFunction EVENT=events/...)
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<Stack.LogicalId> EVENT=<file.json>"; exit 2; }

@@ -189,10 +189,13 @@ impl EventQueue {
             last_error.as_ref(),
             None,
         );
+        // AsyncEventsDropped counts every event given up on, those then sent to an on-failure
+        // destination too ("events are sent there before they're dropped", lambda developer
+        // guide, monitoring-metrics-types).
+        crate::cloudwatch::feed::async_event(&function.name, true);
         match &config.on_failure {
             Some(destination) => self.deliver(destination, record, true).await,
             None => {
-                crate::cloudwatch::feed::async_event(&function.name, true);
                 tracing::error!(function = %function.id, request_id = %request_id, condition, "event discarded: no on-failure destination")
             }
         }

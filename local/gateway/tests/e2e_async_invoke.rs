@@ -493,3 +493,30 @@ async fn a_job_delivered_twice_at_once_runs_once_and_a_late_failure_leaves_its_s
     assert_eq!(after["status"], "SUCCEEDED", "{after}");
     assert_eq!(after["result"], json!({"sleptSeconds": 2}));
 }
+
+#[tokio::test]
+async fn a_failing_job_raises_the_processor_errors_alarm_which_clears_when_jobs_succeed() {
+    let stack = LocalStack::start(P, "AsyncInvoke.MaximumRetryAttempts=0").await;
+    let inbox = common::alarms::subscribe(&stack, P).await;
+    common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "OK", common::SETTLE).await;
+    let failing = submit(&stack, r#"{"seconds": 1, "failure": "upstream refused"}"#).await;
+    common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "ALARM", common::SETTLE)
+        .await;
+    let alarm = stack.pattern(P)["alarms"]["ProcessorErrorsAlarm"]
+        .as_str()
+        .expect("alarm")
+        .to_owned();
+    let raised = common::alarms::notified(&stack, &inbox, &alarm, "ALARM").await;
+    assert_eq!(raised["Trigger"]["MetricName"], "Errors");
+    // The failure path ran: the job is recorded FAILED.
+    let done = final_state(&stack, &failing, common::SETTLE).await;
+    assert_eq!(done["status"], "FAILED");
+    // A job that succeeds afterwards: no errors in the periods that follow, so OK again.
+    let fine = submit(&stack, r#"{"seconds": 1}"#).await;
+    assert_eq!(
+        final_state(&stack, &fine, common::SETTLE).await["status"],
+        "SUCCEEDED"
+    );
+    common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "OK", common::SETTLE).await;
+    common::alarms::notified(&stack, &inbox, &alarm, "OK").await;
+}

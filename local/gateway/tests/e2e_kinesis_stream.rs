@@ -581,3 +581,57 @@ async fn a_failed_record_replayed_through_the_stream_never_overwrites_newer_data
     assert!(restored.contains_key("replaySequenceNumber"));
     assert!(failure_messages(&stack).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_outage_raises_the_iterator_age_and_failed_records_alarms_and_recovery_clears_them() {
+    // Retries without end, so the consumer keeps falling behind while the table is gone; an
+    // iterator-age threshold of two seconds (the template's lowest allowed is one) keeps the
+    // test short. Periods are the gateway's default scale (a CloudWatch minute per second).
+    let stack = LocalStack::start(
+        P,
+        "KinesisStream.MaximumRetryAttempts=10000 KinesisStream.IteratorAgeAlarmMilliseconds=2000",
+    )
+    .await;
+    let inbox = common::alarms::subscribe(&stack, P).await;
+    for alarm in ["IteratorAgeAlarm", "RecordsFailedAlarm"] {
+        common::alarms::wait_for_state(&stack, P, alarm, "OK", common::SETTLE).await;
+    }
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.table(P, "EventsTable");
+    let restore = common::alarms::take_table_away(&stack, &table).await;
+    let (status, _) = put(&stack, "behind", r#"{"v":"waits for the table"}"#).await;
+    assert_eq!(status, 200);
+    // Every retry hands the same, ever older record to the consumer, which fails it.
+    for alarm in ["IteratorAgeAlarm", "RecordsFailedAlarm"] {
+        common::alarms::wait_for_state(&stack, P, alarm, "ALARM", common::SETTLE).await;
+    }
+    let name = |logical: &str| {
+        stack.pattern(P)["alarms"][logical]
+            .as_str()
+            .expect("alarm")
+            .to_owned()
+    };
+    let raised = common::alarms::notified(&stack, &inbox, &name("IteratorAgeAlarm"), "ALARM").await;
+    assert_eq!(raised["Trigger"]["MetricName"], "IteratorAge");
+    assert!(
+        raised["NewStateReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("greater than the threshold (2000.0)"),
+        "{raised}"
+    );
+
+    restore.await;
+    testkit::eventually(
+        "the record stored once the table is back",
+        common::SETTLE,
+        || async { item(&stack, "behind").await },
+    )
+    .await;
+    // Caught up: no more late batches, no more failures; both alarms return to OK.
+    for alarm in ["IteratorAgeAlarm", "RecordsFailedAlarm"] {
+        common::alarms::wait_for_state(&stack, P, alarm, "OK", common::SETTLE).await;
+    }
+    common::alarms::notified(&stack, &inbox, &name("RecordsFailedAlarm"), "OK").await;
+    drop(dynamodb);
+}
