@@ -14,6 +14,10 @@
 //! records success ([`JobStore::succeed`]). A run whose job fails gives its lease back
 //! ([`JobStore::release`]) so that Lambda's retry can take the job at once.
 //!
+//! The job id is API Gateway's request id, so every write also records it as the String
+//! attribute `apiRequestId` ([`API_REQUEST_ID`]), the name the other patterns' items and every
+//! function's log lines give that id.
+//!
 //! The work itself is behind [`Job`]: swap [`SleepJob`] for real work. The table is behind
 //! [`JobStore`]: [`DynamoDbJobs`] (tested against moto) and [`MemoryJobs`] (for logic tests).
 
@@ -31,6 +35,8 @@ use serde_json::Value;
 
 /// Partition key of the jobs table.
 pub const KEY_ATTRIBUTE: &str = "jobId";
+/// Attribute (and log field) holding the API Gateway request id, which is the job id.
+pub const API_REQUEST_ID: &str = "apiRequestId";
 /// Longest job the sample accepts, in seconds (keep it below the processor's timeout).
 pub const MAX_SECONDS: u64 = 600;
 
@@ -302,7 +308,7 @@ impl JobStore for DynamoDbJobs {
             .update(&request.job_id)
             .update_expression(
                 "SET #s = :running, #p = :p, #st = :now, #a = if_not_exists(#a, :zero) + :one, \
-                 #lo = :owner, #le = :expires",
+                 #lo = :owner, #le = :expires, #ar = :job",
             )
             .condition_expression(
                 "attribute_not_exists(#k) OR (#s = :running AND (attribute_not_exists(#le) OR #le < :now))",
@@ -320,6 +326,8 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
             .expression_attribute_values(":expires", number(lease.expires_at_millis))
+            .expression_attribute_names("#ar", API_REQUEST_ID)
+            .expression_attribute_values(":job", AttributeValue::S(request.job_id.clone()))
             // On a failed condition, DynamoDB answers with the item that failed it: the log can
             // say who holds the job, at no extra round trip.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -400,7 +408,8 @@ impl JobStore for DynamoDbJobs {
         let mut call = self
             .update(&request.job_id)
             .update_expression(
-                "SET #s = :failed, #p = :p, #m = :m, #t = :t, #a = :a, #c = :c, #f = :now REMOVE #le",
+                "SET #s = :failed, #p = :p, #m = :m, #t = :t, #a = :a, #c = :c, #f = :now, \
+                 #ar = :job REMOVE #le",
             )
             .condition_expression(format!(
                 "attribute_not_exists(#k) OR (#s <> :succeeded AND (#s <> :running \
@@ -422,7 +431,9 @@ impl JobStore for DynamoDbJobs {
             .expression_attribute_values(":t", AttributeValue::S(failure.error_type.clone()))
             .expression_attribute_values(":a", AttributeValue::N(failure.attempts.to_string()))
             .expression_attribute_values(":c", AttributeValue::S(failure.condition.clone()))
-            .expression_attribute_values(":now", number(now_millis()));
+            .expression_attribute_values(":now", number(now_millis()))
+            .expression_attribute_names("#ar", API_REQUEST_ID)
+            .expression_attribute_values(":job", AttributeValue::S(request.job_id.clone()));
         if let Some(request_id) = &failure.request_id {
             call = call
                 .expression_attribute_names("#lo", LEASE_OWNER)

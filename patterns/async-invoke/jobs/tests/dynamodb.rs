@@ -396,3 +396,36 @@ async fn a_failure_is_recorded_with_parameters_error_and_attempts() {
         Some("FAILED")
     );
 }
+
+#[tokio::test]
+async fn every_job_record_carries_its_id_as_the_api_request_id() {
+    let (client, table, jobs) = setup().await;
+    let id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef";
+    assert_eq!(
+        jobs.start(&request(id), &lease("r1")).await.expect("start"),
+        Start::Started
+    );
+    assert_eq!(
+        get(&client, &table, id, "apiRequestId").await.as_deref(),
+        Some(id)
+    );
+    jobs.succeed(id, "r1", &json!({})).await.expect("succeed");
+    assert_eq!(
+        get(&client, &table, id, "apiRequestId").await.as_deref(),
+        Some(id)
+    );
+    // A failure recorded for a job the table has never seen (its start write was lost).
+    let unseen = "c6af9ac6-7b61-11e6-9a41-93e8deadbee0";
+    assert_eq!(
+        jobs.fail(&request(unseen), &failure(None))
+            .await
+            .expect("fail"),
+        Transition::Applied
+    );
+    assert_eq!(
+        get(&client, &table, unseen, "apiRequestId")
+            .await
+            .as_deref(),
+        Some(unseen)
+    );
+}

@@ -9,10 +9,18 @@
 //! A failure is not recorded over a success, nor over a job another run holds under a live lease
 //! (that run will record its own outcome); a lease held under the record's own request id is the
 //! failed invocation's, and an expired or released lease is nobody's.
+//!
+//! The job id is API Gateway's request id: every log line about the job carries it as the field
+//! `apiRequestId` beside `job_id` (`request_id` is the failed invocation's Lambda request id),
+//! and the job record stores it as the attribute `apiRequestId`. Every invocation writes one EMF
+//! document ([`batch_metrics`]): the failure recorded (stored), not recorded because the job
+//! succeeded or is held by a live run (duplicate), an event that is no destination record
+//! (invalid), or a table write that failed.
 
 use std::sync::Arc;
 
 use async_invoke_jobs::{DynamoDbJobs, Failure, JobRequest, JobStore, StoreError, Transition};
+use batch_metrics::{Function, Invocation, Metrics, Outcome, Pattern};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -149,6 +157,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 #[derive(Clone)]
 pub struct ErrorHandler {
     store: Arc<dyn JobStore>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for ErrorHandler {
@@ -158,9 +167,18 @@ impl std::fmt::Debug for ErrorHandler {
 }
 
 impl ErrorHandler {
-    /// A handler recording to `store`.
+    /// A handler recording to `store`, writing no metrics ([`ErrorHandler::with_metrics`]).
     pub fn new(store: Arc<dyn JobStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            metrics: Metrics::disabled(Pattern::AsyncInvoke, Function::ErrorHandler),
+        }
+    }
+
+    /// The same handler, writing one document per invocation to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A handler recording to the table named in `config`.
@@ -172,32 +190,47 @@ impl ErrorHandler {
     }
 
     /// Records the failed job described by `event` (a destination record, or a replayed
-    /// EventBridge event carrying one).
+    /// EventBridge event carrying one); writes the invocation's metrics before it answers.
     pub async fn handle_event(&self, event: Value) -> Result<Value, HandlerError> {
-        let record = DestinationRecord::from_event(event)?;
-        Ok(self.handle(record).await?)
+        let metrics = self.metrics.invocation();
+        let record = DestinationRecord::from_event(event).inspect_err(|_| {
+            metrics.count(Outcome::Invalid);
+        })?;
+        Ok(self.record(record, &metrics).await?)
     }
 
-    /// Records the failed job.
+    /// Records the failed job; writes the invocation's metrics before it answers.
     pub async fn handle(&self, record: DestinationRecord) -> Result<Value, StoreError> {
+        let metrics = self.metrics.invocation();
+        self.record(record, &metrics).await
+    }
+
+    async fn record(
+        &self,
+        record: DestinationRecord,
+        metrics: &Invocation,
+    ) -> Result<Value, StoreError> {
         let failure = record.failure();
-        let transition = self
-            .store
-            .fail(&record.request_payload, &failure)
+        let job_id = &record.request_payload.job_id;
+        let transition = metrics
+            .time_writes(self.store.fail(&record.request_payload, &failure))
             .await
             .inspect_err(|error| {
+                metrics.count(Outcome::Failed);
                 tracing::warn!(
-                    job_id = %record.request_payload.job_id,
+                    job_id = %job_id,
+                    apiRequestId = %job_id,
                     error = %aws_setup::ErrorChain(error),
                     "jobs table write failed"
                 );
             })?;
-        let job_id = &record.request_payload.job_id;
         let request_id = failure.request_id.as_deref().unwrap_or_default();
         match transition {
             Transition::Applied => {
+                metrics.count(Outcome::Stored);
                 tracing::info!(
                     job_id = %job_id,
+                    apiRequestId = %job_id,
                     request_id,
                     condition = %failure.condition,
                     attempts = failure.attempts,
@@ -206,8 +239,10 @@ impl ErrorHandler {
                 Ok(json!({ "jobId": job_id, "status": "FAILED" }))
             }
             Transition::Skipped => {
+                metrics.count(Outcome::Duplicate);
                 tracing::info!(
                     job_id = %job_id,
+                    apiRequestId = %job_id,
                     request_id,
                     "job succeeded or is held by another live run; failure not recorded"
                 );
@@ -270,6 +305,86 @@ mod tests {
                 Some("inv-1"),
                 "the processor's invocation, not the handler's"
             );
+        }
+    }
+
+    fn counts(captured: &batch_metrics::Captured) -> batch_metrics::Counts {
+        let written = captured.only().expect("one document");
+        assert_eq!(written.document["Pattern"], "async-invoke");
+        assert_eq!(written.document["Function"], "error-handler");
+        written.counts
+    }
+
+    #[tokio::test]
+    async fn each_invocation_writes_one_document_naming_how_its_record_ended() {
+        use async_invoke_jobs::{Lease, MemoryJobs};
+        use batch_metrics::Counts;
+        let store = Arc::new(MemoryJobs::new());
+        let (metrics, captured) = batch_metrics::Metrics::capture(
+            "AsyncApiPatterns",
+            Pattern::AsyncInvoke,
+            Function::ErrorHandler,
+        );
+        let handler = ErrorHandler::new(store.clone()).with_metrics(metrics);
+        handler.handle_event(record()).await.expect("recorded");
+        assert_eq!(
+            counts(&captured),
+            Counts {
+                stored: 1,
+                ..Default::default()
+            }
+        );
+        // Another job, held by a live run of another invocation: not recorded over it.
+        let request = JobRequest {
+            job_id: "j2".into(),
+            parameters: json!({}),
+        };
+        store
+            .start(
+                &request,
+                &Lease::new("live", std::time::Duration::from_secs(60), None),
+            )
+            .await
+            .expect("start");
+        let mut held = record();
+        held["requestPayload"]["jobId"] = json!("j2");
+        handler.handle_event(held).await.expect("skipped");
+        assert_eq!(
+            counts(&captured),
+            Counts {
+                duplicate: 1,
+                ..Default::default()
+            }
+        );
+        assert!(handler.handle_event(json!({"hello": 1})).await.is_err());
+        assert_eq!(
+            counts(&captured),
+            Counts {
+                invalid: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn every_line_about_a_job_carries_its_id_as_the_api_request_id() {
+        let store = Arc::new(async_invoke_jobs::MemoryJobs::new());
+        let handler = ErrorHandler::new(store);
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        handler.handle_event(record()).await.expect("recorded");
+        handler
+            .handle_event(wrapped(3))
+            .await
+            .expect("recorded again");
+        let text = logs.text();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line["fields"]["apiRequestId"], "j1", "{line}");
+            assert_eq!(line["fields"]["request_id"], "inv-1", "{line}");
         }
     }
 

@@ -8,7 +8,13 @@ async fn main() -> Result<(), Error> {
     aws_setup::init_lambda_tracing();
     let config = Config::from_env()?;
     let sdk = aws_setup::load().await;
-    let handler = ErrorHandler::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk));
+    let metrics = batch_metrics::Metrics::stdout(
+        &batch_metrics::Config::from_env(),
+        batch_metrics::Pattern::AsyncInvoke,
+        batch_metrics::Function::ErrorHandler,
+    );
+    let handler = ErrorHandler::from_config(&config, aws_sdk_dynamodb::Client::new(&sdk))
+        .with_metrics(metrics);
     let handler = &handler;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

@@ -111,3 +111,48 @@ async fn a_failure_is_recorded_when_the_failed_invocation_holds_the_lease_itself
     assert_eq!(answer["status"], "FAILED");
     assert_eq!(status(&client, &table).await.as_deref(), Some("FAILED"));
 }
+
+#[tokio::test]
+async fn a_recorded_failure_carries_the_job_id_as_the_api_request_id() {
+    let (client, table, _, handler) = setup().await;
+    let answer = handler
+        .handle_event(record("never-started"))
+        .await
+        .expect("handled");
+    assert_eq!(answer["status"], "FAILED");
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(KEY_ATTRIBUTE, AttributeValue::S("job-1".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("the job");
+    assert_eq!(item["apiRequestId"], AttributeValue::S("job-1".into()));
+}
+
+#[tokio::test]
+async fn a_table_that_cannot_be_written_fails_the_invocation_and_counts_as_failed() {
+    let client = aws_sdk_dynamodb::Client::new(&testkit::sdk_config().await);
+    let missing = testkit::unique("no-such-table");
+    let config =
+        Config::from_lookup(|k| (k == "TABLE_NAME").then(|| missing.clone())).expect("config");
+    let (metrics, captured) = batch_metrics::Metrics::capture(
+        "AsyncApiPatterns",
+        batch_metrics::Pattern::AsyncInvoke,
+        batch_metrics::Function::ErrorHandler,
+    );
+    let handler = ErrorHandler::from_config(&config, client).with_metrics(metrics);
+    assert!(handler.handle_event(record("r")).await.is_err());
+    let written = captured.only().expect("one document");
+    assert_eq!(
+        written.counts,
+        batch_metrics::Counts {
+            failed: 1,
+            ..Default::default()
+        }
+    );
+    assert!(written.batch_write_latency_ms > 0.0, "{written:?}");
+}

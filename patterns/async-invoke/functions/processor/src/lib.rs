@@ -8,6 +8,13 @@
 //! function error: Lambda retries it as the function's `EventInvokeConfig` says (the retry finds
 //! the lease released and takes the job), then hands the event to the on-failure destination
 //! (the error handler).
+//!
+//! The job id is API Gateway's request id: every log line about the job carries it as the field
+//! `apiRequestId` beside `job_id` (`request_id` is Lambda's invocation id, the lease owner), and
+//! the job record stores it as the attribute `apiRequestId`. Every invocation writes one EMF
+//! document ([`batch_metrics`]): the job succeeded (stored), was skipped as a duplicate delivery,
+//! lost its lease to another run (conflict), had invalid parameters, or failed; the latency is
+//! that of the jobs-table writes, not of the job.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +24,7 @@ use async_invoke_jobs::{
     Transition,
 };
 use aws_setup::ErrorChain;
+use batch_metrics::{Function, Invocation as InvocationMetrics, Metrics, Outcome, Pattern};
 use serde_json::{Value, json};
 
 /// Lease length when `LEASE_SECONDS` is not set: 900 s, Lambda's longest function timeout, so a
@@ -123,6 +131,7 @@ pub struct Processor {
     store: Arc<dyn JobStore>,
     job: Arc<dyn Job>,
     lease: Duration,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Processor {
@@ -141,7 +150,14 @@ impl Processor {
             store,
             job,
             lease: Duration::from_secs(DEFAULT_LEASE_SECONDS),
+            metrics: Metrics::disabled(Pattern::AsyncInvoke, Function::Processor),
         }
+    }
+
+    /// The same processor, writing one document per invocation to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same processor, holding each job for at most `lease`.
@@ -159,65 +175,119 @@ impl Processor {
         .with_lease(config.lease)
     }
 
-    /// Runs one job request delivered by `invocation`.
+    /// Runs one job request delivered by `invocation`; writes the invocation's metrics before it
+    /// answers.
     pub async fn handle(
         &self,
         request: JobRequest,
         invocation: &Invocation,
     ) -> Result<Value, ProcessError> {
+        let metrics = self.metrics.invocation();
+        let (outcome, answer) = self.process(request, invocation, &metrics).await;
+        metrics.count(outcome);
+        answer
+    }
+
+    async fn process(
+        &self,
+        request: JobRequest,
+        invocation: &Invocation,
+        metrics: &InvocationMetrics,
+    ) -> (Outcome, Result<Value, ProcessError>) {
         let job_id = request.job_id.as_str();
         let request_id = invocation.request_id.as_str();
-        let logged = |error: &StoreError| {
-            tracing::warn!(job_id, request_id, error = %ErrorChain(error), "jobs table write failed");
+        let failed = |error: StoreError| {
+            tracing::warn!(
+                job_id,
+                apiRequestId = job_id,
+                request_id,
+                error = %ErrorChain(&error),
+                "jobs table write failed"
+            );
+            (Outcome::Failed, Err(ProcessError::Store(error)))
         };
         let lease = Lease::new(request_id, self.lease, invocation.deadline);
-        if let Start::Skipped(holder) = self
-            .store
-            .start(&request, &lease)
+        let start = match metrics
+            .time_writes(self.store.start(&request, &lease))
             .await
-            .inspect_err(logged)?
         {
+            Ok(start) => start,
+            Err(error) => return failed(error),
+        };
+        if let Start::Skipped(holder) = start {
             tracing::info!(
                 job_id,
+                apiRequestId = job_id,
                 request_id,
                 status = holder.status.as_deref().unwrap_or_default(),
                 lease_owner = holder.lease_owner.as_deref().unwrap_or_default(),
                 lease_expires_at = holder.lease_expires_at_millis.unwrap_or_default(),
                 "job finished or held by a live run; duplicate delivery skipped"
             );
-            return Ok(json!({ "jobId": job_id, "skipped": true }));
+            return (
+                Outcome::Duplicate,
+                Ok(json!({ "jobId": job_id, "skipped": true })),
+            );
         }
         let result = match self.job.run(&request.parameters).await {
             Ok(result) => result,
             Err(error) => {
-                tracing::warn!(job_id, request_id, error = %ErrorChain(&error), "job failed");
+                tracing::warn!(
+                    job_id,
+                    apiRequestId = job_id,
+                    request_id,
+                    error = %ErrorChain(&error),
+                    "job failed"
+                );
                 // Give the job back so Lambda's retry can take it at once. If this write fails
                 // too, the lease still ends with this invocation's deadline.
-                if let Err(store) = self.store.release(job_id, request_id).await {
-                    logged(&store);
+                if let Err(store) = metrics
+                    .time_writes(self.store.release(job_id, request_id))
+                    .await
+                {
+                    tracing::warn!(
+                        job_id,
+                        apiRequestId = job_id,
+                        request_id,
+                        error = %ErrorChain(&store),
+                        "jobs table write failed"
+                    );
                 }
-                return Err(error.into());
+                let outcome = match error {
+                    JobError::InvalidParameters(_) => Outcome::Invalid,
+                    JobError::Failed(_) => Outcome::Failed,
+                };
+                return (outcome, Err(error.into()));
             }
         };
-        match self
-            .store
-            .succeed(job_id, request_id, &result)
+        let succeeded = match metrics
+            .time_writes(self.store.succeed(job_id, request_id, &result))
             .await
-            .inspect_err(logged)?
         {
+            Ok(transition) => transition,
+            Err(error) => return failed(error),
+        };
+        match succeeded {
             Transition::Applied => {
-                tracing::info!(job_id, request_id, "job succeeded");
-                Ok(json!({ "jobId": job_id, "status": "SUCCEEDED" }))
+                tracing::info!(job_id, apiRequestId = job_id, request_id, "job succeeded");
+                (
+                    Outcome::Stored,
+                    Ok(json!({ "jobId": job_id, "status": "SUCCEEDED" })),
+                )
             }
             Transition::Skipped => {
                 // Our lease ran out and another run took the job: its outcome is recorded, ours
                 // is not (a job is recorded by the run that holds it).
                 tracing::warn!(
                     job_id,
+                    apiRequestId = job_id,
                     request_id,
                     "lease lost to another run before the job finished; result not recorded"
                 );
-                Ok(json!({ "jobId": job_id, "skipped": true }))
+                (
+                    Outcome::Conflict,
+                    Ok(json!({ "jobId": job_id, "skipped": true })),
+                )
             }
         }
     }
@@ -335,6 +405,167 @@ mod tests {
             store.job("j").and_then(|j| j.lease_owner),
             Some("late".into())
         );
+    }
+
+    fn captured() -> (batch_metrics::Metrics, batch_metrics::Captured) {
+        batch_metrics::Metrics::capture(
+            "AsyncApiPatterns",
+            Pattern::AsyncInvoke,
+            Function::Processor,
+        )
+    }
+
+    fn only(captured: &batch_metrics::Captured) -> batch_metrics::Counts {
+        let written = captured.only().expect("one document");
+        assert_eq!(written.document["Pattern"], "async-invoke");
+        assert_eq!(written.document["Function"], "processor");
+        written.counts
+    }
+
+    fn one(outcome: Outcome) -> batch_metrics::Counts {
+        let mut counts = batch_metrics::Counts::default();
+        match outcome {
+            Outcome::Stored => counts.stored = 1,
+            Outcome::Duplicate => counts.duplicate = 1,
+            Outcome::Conflict => counts.conflict = 1,
+            Outcome::Invalid => counts.invalid = 1,
+            Outcome::Failed => counts.failed = 1,
+        }
+        counts
+    }
+
+    /// A jobs table that cannot be written.
+    struct Down;
+
+    impl JobStore for Down {
+        fn start(&self, _: &JobRequest, _: &Lease) -> BoxFuture<'_, Result<Start, StoreError>> {
+            Box::pin(async { Err(StoreError("injected outage".into())) })
+        }
+        fn succeed(
+            &self,
+            _: &str,
+            _: &str,
+            _: &Value,
+        ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+            Box::pin(async { Err(StoreError("injected outage".into())) })
+        }
+        fn release(&self, _: &str, _: &str) -> BoxFuture<'_, Result<Transition, StoreError>> {
+            Box::pin(async { Err(StoreError("injected outage".into())) })
+        }
+        fn fail(
+            &self,
+            _: &JobRequest,
+            _: &async_invoke_jobs::Failure,
+        ) -> BoxFuture<'_, Result<Transition, StoreError>> {
+            Box::pin(async { Err(StoreError("injected outage".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn each_invocation_writes_one_document_naming_how_its_job_ended() {
+        let store = Arc::new(MemoryJobs::new());
+        let (metrics, captured) = captured();
+        let processor = Processor::new(store.clone(), Arc::new(Counting::default()))
+            .with_metrics(metrics.clone());
+        processor
+            .handle(request(json!({})), &invocation("r1"))
+            .await
+            .expect("runs");
+        assert_eq!(only(&captured), one(Outcome::Stored));
+        processor
+            .handle(request(json!({})), &invocation("r2"))
+            .await
+            .expect("skipped");
+        assert_eq!(only(&captured), one(Outcome::Duplicate));
+        let mut failing = request(json!({"failure": "boom"}));
+        failing.job_id = "f".into();
+        assert!(processor.handle(failing, &invocation("r3")).await.is_err());
+        assert_eq!(only(&captured), one(Outcome::Failed));
+
+        let sleeper =
+            Processor::new(store.clone(), Arc::new(SleepJob)).with_metrics(metrics.clone());
+        let mut invalid = request(json!({"seconds": "soon"}));
+        invalid.job_id = "i".into();
+        assert!(sleeper.handle(invalid, &invocation("r4")).await.is_err());
+        assert_eq!(only(&captured), one(Outcome::Invalid));
+
+        let down =
+            Processor::new(Arc::new(Down), Arc::new(Counting::default())).with_metrics(metrics);
+        assert!(matches!(
+            down.handle(request(json!({})), &invocation("r5")).await,
+            Err(ProcessError::Store(_))
+        ));
+        assert_eq!(only(&captured), one(Outcome::Failed));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_lost_its_lease_counts_as_a_conflict() {
+        let store = Arc::new(MemoryJobs::new());
+        let (metrics, captured) = captured();
+        let job = Arc::new(Counting {
+            pause: Duration::from_millis(300),
+            ..Counting::default()
+        });
+        let processor = Processor::new(store, job)
+            .with_lease(Duration::from_millis(100))
+            .with_metrics(metrics);
+        let slow_run = invocation("slow");
+        let (slow, late) = tokio::join!(processor.handle(request(json!({})), &slow_run), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            processor
+                .handle(request(json!({})), &invocation("late"))
+                .await
+        });
+        assert_eq!(slow.expect("ok")["skipped"], true);
+        assert_eq!(late.expect("ok")["status"], "SUCCEEDED");
+        let mut documents: Vec<batch_metrics::Counts> = captured
+            .documents()
+            .into_iter()
+            .map(|d| batch_metrics::Counts {
+                stored: d["RecordsStored"].as_u64().expect("count"),
+                failed: d["RecordsFailed"].as_u64().expect("count"),
+                duplicate: d["RecordsDuplicate"].as_u64().expect("count"),
+                conflict: d["RecordsConflict"].as_u64().expect("count"),
+                invalid: d["RecordsInvalid"].as_u64().expect("count"),
+            })
+            .collect();
+        documents.sort_by_key(|c| c.conflict);
+        assert_eq!(documents, [one(Outcome::Stored), one(Outcome::Conflict)]);
+    }
+
+    #[tokio::test]
+    async fn every_line_about_a_job_carries_its_id_as_the_api_request_id() {
+        let store = Arc::new(MemoryJobs::new());
+        let processor = Processor::new(store, Arc::new(Counting::default()));
+        let (logs, _guard) = aws_setup::CapturedLogs::start();
+        processor
+            .handle(request(json!({})), &invocation("r1"))
+            .await
+            .expect("runs");
+        processor
+            .handle(request(json!({})), &invocation("r2"))
+            .await
+            .expect("skipped");
+        let mut failing = request(json!({"failure": "s3cr3t"}));
+        failing.job_id = "f".into();
+        assert!(processor.handle(failing, &invocation("r3")).await.is_err());
+        let down = Processor::new(Arc::new(Down), Arc::new(Counting::default()));
+        assert!(
+            down.handle(request(json!({})), &invocation("r4"))
+                .await
+                .is_err()
+        );
+        let text = logs.text();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert!(lines.len() >= 4, "{text}");
+        for line in &lines {
+            let fields = &line["fields"];
+            assert_eq!(fields["apiRequestId"], fields["job_id"], "{line}");
+            assert!(fields["apiRequestId"].is_string(), "{line}");
+        }
     }
 
     #[test]

@@ -133,6 +133,11 @@ async fn a_delivery_after_a_run_died_takes_the_job_over_once_its_lease_expired()
         attribute(&client, &table, "attempts").await.as_deref(),
         Some("2")
     );
+    assert_eq!(
+        attribute(&client, &table, "apiRequestId").await.as_deref(),
+        Some("job-1"),
+        "the job id is the API request id"
+    );
 }
 
 #[tokio::test]
