@@ -14,16 +14,18 @@ use aws_lambda_events::sqs::SqsEvent;
 enum Expect {
     /// The Basic-auth authorizer answers `isAuthorized` with this value.
     Authorized(bool),
-    /// The sqs-buffer consumer reports these message ids as failed and stores this many items.
+    /// The sqs-buffer consumer reports these message ids as failed and stores exactly these
+    /// items (event id, the `apiRequestId` the message's attribute carries).
     SqsBuffer {
         failed: &'static [&'static str],
-        stored: usize,
+        stored: &'static [(&'static str, &'static str)],
     },
     /// The Basic-auth authorizer answers a REST API event with a policy of this effect.
     RestPolicy(&'static str),
     /// The user-api consumer reports these failures, creates these users (by email) and records
     /// these statuses (the id the client polls: the `requestId` attribute, else the message id;
-    /// state) for requests that created none.
+    /// state) for requests that created none. Every user and status item carries the
+    /// `apiRequestId` attribute of the message that made it, when that message has one.
     Users {
         failed: &'static [&'static str],
         emails: &'static [&'static str],
@@ -39,10 +41,11 @@ enum Expect {
         status: &'static str,
     },
     /// The kinesis-stream consumer reports this lowest failed sequence number (if any) and the
-    /// table then holds these items with these sequence numbers.
+    /// table then holds these items with these sequence numbers and the `apiRequestId` of the
+    /// API's envelope.
     KinesisStream {
         failed: Option<&'static str>,
-        stored: &'static [(&'static str, &'static str)],
+        stored: &'static [(&'static str, &'static str, &'static str)],
     },
 }
 
@@ -53,11 +56,18 @@ fn expectation(relative: &str) -> Option<Expect> {
         "sqs-buffer/authorizer-missing-header.json" => Expect::Authorized(false),
         "sqs-buffer/sqs-batch.json" => Expect::SqsBuffer {
             failed: &[],
-            stored: 3,
+            stored: &[
+                ("0c7d1a4e-6f1b-4a8e-9e62-1f0f3c5a0003", "Wlu0viLNoAMEb2w="),
+                ("9b2f1c1e-2d34-4a55-8e0b-7f6c2a9d0c11", "Wlu0vhUYoAMEbKg="),
+                ("f5337ee6-e13e-4bcb-8082-872898b5d1a8", "Wlu0vgxXIAMEb7A="),
+            ],
         },
         "sqs-buffer/sqs-batch-with-poison.json" => Expect::SqsBuffer {
             failed: &["5e0d8c2a-1b7f-4c3d-a9e8-2b6f4d1c0002"],
-            stored: 2,
+            stored: &[
+                ("3d6f0a5e-8c1b-4f2a-b7d9-0e4c6a8b2f01", "Wlu1AhFWIAMEbjw="),
+                ("7a1c9e3b-5d2f-4b8a-9c6e-1f3a5d7b9c02", "Wlu1AjLcoAMEbLQ="),
+            ],
         },
         "kinesis-stream/authorizer-allow.json" => Expect::RestPolicy("Allow"),
         "kinesis-stream/authorizer-wrong-password.json" => Expect::RestPolicy("Deny"),
@@ -69,10 +79,12 @@ fn expectation(relative: &str) -> Option<Expect> {
                 (
                     "order-42",
                     "49656612000000000000000000000000000000000000000000000003",
+                    "3f2b8c1d-5e6a-4b7c-8d9e-0a1b2c3d4003",
                 ),
                 (
                     "order-43",
                     "49656612000000000000000000000000000000000000000000000002",
+                    "3f2b8c1d-5e6a-4b7c-8d9e-0a1b2c3d4002",
                 ),
             ],
         },
@@ -82,10 +94,12 @@ fn expectation(relative: &str) -> Option<Expect> {
                 (
                     "order-50",
                     "49656612000000000000000000000000000000000000000000000001",
+                    "3f2b8c1d-5e6a-4b7c-8d9e-0a1b2c3d4001",
                 ),
                 (
                     "order-52",
                     "49656612000000000000000000000000000000000000000000000003",
+                    "3f2b8c1d-5e6a-4b7c-8d9e-0a1b2c3d4003",
                 ),
             ],
         },
@@ -239,6 +253,27 @@ async fn every_sample_event_runs_through_its_real_handler() {
             } => {
                 let event: SqsEvent =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"));
+                // The id the client polls (the `requestId` attribute, else the message id) of
+                // each message, with the `apiRequestId` attribute it carries.
+                let api_request_ids: std::collections::HashMap<String, Option<String>> = event
+                    .records
+                    .iter()
+                    .map(|r| {
+                        let attribute = |name: &str| {
+                            r.message_attributes
+                                .get(name)
+                                .and_then(|a| a.string_value.clone())
+                        };
+                        let polled = attribute("requestId")
+                            .or_else(|| r.message_id.clone())
+                            .unwrap_or_default();
+                        (polled, attribute("apiRequestId"))
+                    })
+                    .collect();
+                assert!(
+                    api_request_ids.values().any(Option::is_some),
+                    "{relative}: the API's messages carry apiRequestId"
+                );
                 let table = testkit::create_table(
                     &dynamodb,
                     "sample-users",
@@ -300,6 +335,20 @@ async fn every_sample_event_runs_through_its_real_handler() {
                         1,
                         "{relative}: one of {a} and {b} loses the email race: {taken:?}"
                     );
+                }
+                for item in items
+                    .iter()
+                    .filter(|i| kind(i) == "user" || kind(i) == "status")
+                {
+                    let polled = item["messageId"].as_s().cloned().unwrap_or_default();
+                    let want = api_request_ids
+                        .get(&polled)
+                        .unwrap_or_else(|| panic!("{relative}: {polled} is no message's"));
+                    let have = item
+                        .get("apiRequestId")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned();
+                    assert_eq!(&have, want, "{relative}: apiRequestId of {polled}");
                 }
                 for (message_id, state) in statuses {
                     let status = items
@@ -375,6 +424,13 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     Some(status),
                     "{relative}"
                 );
+                assert_eq!(
+                    item.get("apiRequestId")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str),
+                    Some(job_id),
+                    "{relative}: the job id is the API request id"
+                );
             }
             Expect::KinesisStream { failed, stored } => {
                 // The file is a valid Lambda Kinesis event for the official type too.
@@ -407,18 +463,23 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     .send()
                     .await
                     .expect("scan");
-                let mut have: Vec<(String, String)> = items
+                let mut have: Vec<(String, String, String)> = items
                     .items()
                     .iter()
                     .map(|i| {
-                        let s = |k: &str| i[k].as_s().cloned().unwrap_or_default();
-                        (s("eventId"), s("sequenceNumber"))
+                        let s = |k: &str| {
+                            i.get(k)
+                                .and_then(|v| v.as_s().ok())
+                                .cloned()
+                                .unwrap_or_default()
+                        };
+                        (s("eventId"), s("sequenceNumber"), s("apiRequestId"))
                     })
                     .collect();
                 have.sort();
-                let want: Vec<(String, String)> = stored
+                let want: Vec<(String, String, String)> = stored
                     .iter()
-                    .map(|(k, s)| ((*k).to_owned(), (*s).to_owned()))
+                    .map(|(k, s, a)| ((*k).to_owned(), (*s).to_owned(), (*a).to_owned()))
                     .collect();
                 assert_eq!(have, want, "{relative}");
             }
@@ -444,14 +505,30 @@ async fn every_sample_event_runs_through_its_real_handler() {
                     .map(|f| f.item_identifier.as_str())
                     .collect();
                 assert_eq!(got, failed, "{relative}");
-                let count = dynamodb
+                let mut have: Vec<(String, String)> = dynamodb
                     .scan()
                     .table_name(&table)
                     .send()
                     .await
                     .expect("scan")
-                    .count;
-                assert_eq!(count as usize, stored, "{relative}");
+                    .items()
+                    .iter()
+                    .map(|i| {
+                        let s = |k: &str| {
+                            i.get(k)
+                                .and_then(|v| v.as_s().ok())
+                                .cloned()
+                                .unwrap_or_default()
+                        };
+                        (s("eventId"), s("apiRequestId"))
+                    })
+                    .collect();
+                have.sort();
+                let want: Vec<(String, String)> = stored
+                    .iter()
+                    .map(|(k, a)| ((*k).to_owned(), (*a).to_owned()))
+                    .collect();
+                assert_eq!(have, want, "{relative}");
             }
         }
     }
