@@ -83,8 +83,11 @@ pub struct KinesisMapping {
     pub parallelization_factor: u32,
     /// `DestinationConfig.OnFailure`.
     pub on_failure: Option<OnFailure>,
-    /// The mapping's id (Lambda's event source mapping UUID), in S3 object keys.
+    /// The mapping's id (Lambda's event source mapping UUID), in S3 object keys and as the
+    /// `Ref` of the mapping SAM generates ([`crate::stack::mapping_uuid`]).
     pub uuid: String,
+    /// `MetricsConfig.Metrics` holds `EventCount`: the mapping publishes its event counts.
+    pub event_count_metrics: bool,
 }
 
 fn number(props: &Value, key: &str, default: i64, id: &str) -> Result<i64> {
@@ -195,7 +198,11 @@ pub fn mappings_for(
                 .get("FunctionResponseTypes")
                 .and_then(Value::as_array)
                 .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures")),
-            uuid: uuid::Uuid::new_v4().to_string(),
+            uuid: crate::stack::mapping_uuid(&function.name, name),
+            event_count_metrics: props
+                .pointer("/MetricsConfig/Metrics")
+                .and_then(Value::as_array)
+                .is_some_and(|m| m.iter().any(|v| v == "EventCount")),
             parallelization_factor: factor as u32,
             on_failure,
         });
@@ -548,6 +555,21 @@ impl ShardPoller {
             records = batch.len(),
             "batch discarded"
         );
+        // The mapping's event counts (lambda developer guide, monitoring-metrics-types, "Event
+        // source mapping metrics", published when MetricsConfig asks for EventCount): records
+        // given up on (expired or out of retries) are dropped; those the on-failure
+        // destination then holds are counted as delivered there.
+        let count = |metric: &str| {
+            if m.event_count_metrics {
+                crate::cloudwatch::store::record_metric(
+                    crate::cloudwatch::feed::LAMBDA,
+                    metric,
+                    &[("EventSourceMappingUUID", &m.uuid)],
+                    batch.len() as f64,
+                );
+            }
+        };
+        count("DroppedEventCount");
         match &m.on_failure {
             Some(OnFailure::Queue { url, .. }) => {
                 self.sqs
@@ -591,8 +613,9 @@ impl ShardPoller {
                     .await
                     .inspect_err(|_| destination_delivery_failure(&m.function.name))?;
             }
-            None => {}
+            None => return Ok(()),
         }
+        count("OnFailureDestinationDeliveredEventCount");
         Ok(())
     }
 }

@@ -185,6 +185,40 @@ fn provision_one<'a>(
                 scope.resources.insert(logical.clone(), physical);
             }
         }
+        // The event source mappings SAM generates for a function's queue and stream events,
+        // `<function><event>` ("Generated AWS CloudFormation resources"): `Ref` is the mapping's
+        // UUID, the one the gateway's poller of that event uses (`mapping_uuid`).
+        for (logical, resource) in template.resources_of("AWS::Serverless::Function") {
+            let Some(function) = scope.resources.get(logical).map(|p| p.reference.clone()) else {
+                continue;
+            };
+            for (event, spec) in resource
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let kind = spec.get("Type").and_then(Value::as_str).unwrap_or_default();
+                if matches!(
+                    kind,
+                    "SQS"
+                        | "Kinesis"
+                        | "DynamoDB"
+                        | "MSK"
+                        | "MQ"
+                        | "SelfManagedKafka"
+                        | "DocumentDB"
+                ) {
+                    scope.resources.insert(
+                        format!("{logical}{event}"),
+                        Physical {
+                            reference: mapping_uuid(&function, event),
+                            attributes: BTreeMap::new(),
+                        },
+                    );
+                }
+            }
+        }
         // Resources created in moto, in dependency order: retry whatever waits for another.
         let mut pending: Vec<(String, Value)> = template
             .resources()
@@ -335,6 +369,16 @@ fn fit(name: &str, max: usize) -> String {
     let (head, suffix) = name.rsplit_once('-').unwrap_or((name, ""));
     let keep = max.saturating_sub(suffix.len() + 1);
     format!("{}-{suffix}", &head[..keep.min(head.len())])
+}
+
+/// The UUID of the event source mapping of `function`'s (physical name) event `event`: one
+/// value for the template's `Ref` and the gateway's poller.
+pub fn mapping_uuid(function: &str, event: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{function}/{event}").as_bytes(),
+    )
+    .to_string()
 }
 
 fn passive_physical(stack: &str, logical: &str, kind: &str, region: &str) -> Option<Physical> {
