@@ -346,6 +346,17 @@ fn print_banner(description: &serde_json::Value, options: &Options) {
         "\nLambda Invoke API: {} (aws lambda invoke --endpoint-url ..., or make invoke)",
         description["lambdaEndpoint"].as_str().unwrap_or_default()
     );
+    let alarms: usize = description["patterns"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, p)| p["alarms"].as_object().map(|a| a.len()))
+        .sum();
+    println!(
+        "Alarms: {alarms} in moto's CloudWatch, evaluated locally (one CloudWatch minute lasts {:?}); \
+         make status shows the stack's health.",
+        options.metric_minute
+    );
     println!(
         "Stack description: {}. Ctrl-C stops.\n",
         options.state_file.display()
