@@ -18,6 +18,7 @@ pub mod functions;
 pub mod kinesis_checks;
 pub mod kinesis_esm;
 pub mod lambda_api;
+pub mod logs;
 pub mod run;
 pub mod sigv4;
 pub mod sqs_checks;

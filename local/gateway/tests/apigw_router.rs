@@ -201,3 +201,171 @@ async fn the_rest_api_router_answers_routes_media_types_and_selection_without_a_
         "nothing refused was sent"
     );
 }
+
+/// The access log lines the gateway's sink receives for `group`, as they arrive.
+async fn access_lines(
+    lines: &mut tokio::sync::broadcast::Receiver<Arc<local_gateway::logs::Line>>,
+    group: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    // The line is sent before the answer returns, so it is already there; the bound only
+    // decides how long a broken run takes to fail.
+    while out.len() < count {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+            .await
+            .expect("an access log line")
+            .expect("the sink");
+        if line.group == group {
+            assert_eq!(line.function, None, "an access log line is no function's");
+            out.push(line.text.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_answer_of_both_flavors_gets_its_stages_access_log_line_in_cloudwatch_logs() {
+    let (stack, clients) = provisioned().await;
+    let sink = local_gateway::logs::global();
+    sink.ship_to(
+        clients.logs.clone(),
+        local_gateway::logs::Shipping::default(),
+    );
+    let mut lines = sink.subscribe();
+    let api = http::load(&stack, &[], &clients)
+        .expect("load")
+        .pop()
+        .expect("one HTTP API");
+    let group = api.access_log_group().expect("an access log").to_owned();
+    let router = Arc::new(api).router();
+
+    let sent = router
+        .clone()
+        .oneshot(
+            Request::post("/in/x")
+                .body(Body::from("{}"))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let id = sent.headers()["apigw-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let length = body_of(sent).await.len();
+    let missing = router
+        .clone()
+        .oneshot(
+            Request::get("/nowhere")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let got = access_lines(&mut lines, &group, 2).await;
+    let line: serde_json::Value = serde_json::from_str(&got[0]).expect("JSON line");
+    assert_eq!(
+        line,
+        serde_json::json!({"requestId": id, "routeKey": "POST /in/{id}", "status": "200",
+            "integrationStatus": "200", "integrationError": "-", "errorType": "-", "path": "/in/x",
+            "method": "POST", "length": length.to_string()})
+    );
+    let refused: serde_json::Value = serde_json::from_str(&got[1]).expect("JSON line");
+    assert_eq!(refused["status"], "404");
+    assert_eq!(refused["routeKey"], "-", "no route matched");
+    assert_eq!(refused["integrationStatus"], "-", "no integration ran");
+    assert_eq!(refused["errorType"], "RESOURCE_NOT_FOUND");
+
+    // And CloudWatch Logs (moto) holds both, in the stage's group.
+    let logs = clients.logs.clone();
+    let shipped = testkit::eventually(
+        "the access log lines in CloudWatch Logs",
+        Duration::from_secs(120),
+        || {
+            let (logs, group) = (logs.clone(), group.clone());
+            async move {
+                let out = logs
+                    .filter_log_events()
+                    .log_group_name(&group)
+                    .send()
+                    .await
+                    .ok()?;
+                let messages: Vec<String> = out
+                    .events()
+                    .iter()
+                    .filter_map(|e| e.message().map(str::to_owned))
+                    .collect();
+                (messages.len() >= 2).then_some(messages)
+            }
+        },
+    )
+    .await;
+    assert_eq!(shipped, got, "what was printed is what was shipped");
+
+    // The REST API's stage writes its own format to the same group.
+    let python = testkit::repo_root().join(".venv/bin/python");
+    let shared = rest::Shared {
+        invoker: Arc::new(EventQueue::new(
+            &[],
+            Default::default(),
+            clients.sqs.clone(),
+            clients.events.clone(),
+            Duration::from_secs(1),
+        )),
+        helper: Arc::new(
+            Helper::start(python.to_str().expect("path"))
+                .await
+                .expect("helper"),
+        ),
+        signing: SigningKey {
+            access_key_id: "AKIALOCAL".into(),
+            secret_access_key: "secret".into(),
+        },
+        endpoint: std::env::var("MOTO_ENDPOINT").expect("MOTO_ENDPOINT"),
+    };
+    let api = rest::load(&stack, &[], &shared)
+        .expect("load")
+        .pop()
+        .expect("one REST API");
+    assert_eq!(api.access_log_group(), Some(group.as_str()));
+    let router = Arc::new(api).router();
+    let accepted = router
+        .clone()
+        .oneshot(
+            Request::post("/v2/items")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"c":3}"#))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let id = accepted.headers()["x-amzn-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let unsupported = router
+        .clone()
+        .oneshot(
+            Request::post("/v2/items")
+                .header("content-type", "text/plain")
+                .body(Body::from("x"))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let refused_id = unsupported.headers()["x-amzn-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        access_lines(&mut lines, &group, 2).await,
+        [
+            format!("{id} POST /items 202 200 -"),
+            format!("{refused_id} POST /items 415 - UNSUPPORTED_MEDIA_TYPE"),
+        ]
+    );
+}

@@ -135,8 +135,36 @@ impl ApiError {
         )
     }
 
-    /// The response API Gateway sends for this error.
+    /// The text API Gateway answers with (`$context.error.message`).
+    pub fn message(&self, flavor: Flavor) -> String {
+        self.parts(flavor).1
+    }
+
+    /// The gateway response type of this answer (`$context.error.responseType`), as the REST
+    /// gateway responses name them (supported-gateway-response-types.html); HTTP APIs log the
+    /// same variable.
+    pub fn response_type(&self, flavor: Flavor) -> &'static str {
+        use ApiError::*;
+        match (self, flavor) {
+            (NoRoute, Flavor::Http) => "RESOURCE_NOT_FOUND",
+            (NoRoute | MissingAuthenticationToken, _) => "MISSING_AUTHENTICATION_TOKEN",
+            (InvalidSignature(_), _) => "INVALID_SIGNATURE",
+            (Unauthorized, _) => "UNAUTHORIZED",
+            (Forbidden | ExplicitDeny, _) => "ACCESS_DENIED",
+            (AuthorizerFailure, Flavor::Http) => "AUTHORIZER_FAILURE",
+            // The REST answer names itself AuthorizerConfigurationException (see `parts`).
+            (AuthorizerFailure, Flavor::Rest) => "AUTHORIZER_CONFIGURATION_ERROR",
+            (BadRequestBody, _) => "BAD_REQUEST_BODY",
+            (BadRequestParameters(_) | BadRequest(_), _) => "BAD_REQUEST_PARAMETERS",
+            (UnsupportedMediaType, _) => "UNSUPPORTED_MEDIA_TYPE",
+            (RequestTooLarge, _) => "REQUEST_TOO_LARGE",
+            (Internal, _) => "INTEGRATION_FAILURE",
+        }
+    }
+
+    /// The response API Gateway sends for this error (noted for the request's access log line).
     pub fn response(&self, flavor: Flavor, request_id: &str) -> Response {
+        crate::apigw::access_log::note(|facts| facts.error = Some(self.clone()));
         let (status, text, kind) = self.parts(flavor);
         let key = match (self, flavor) {
             (ApiError::Forbidden | ApiError::ExplicitDeny, Flavor::Rest) => "Message",

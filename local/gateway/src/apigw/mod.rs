@@ -6,8 +6,10 @@
 //! behaviour: HTTP APIs ([`http`], `AWS::ApiGatewayV2::*`, first-class integrations) and REST
 //! APIs ([`rest`], an OpenAPI body with `x-amazon-apigateway-*` extensions, SigV4, models and
 //! mapping templates rendered by [`helper`]). Each front end is an axum `Router`, so tests can
-//! drive it with `tower::ServiceExt::oneshot` and no socket.
+//! drive it with `tower::ServiceExt::oneshot` and no socket. Each front end's handler writes the
+//! stage's access log line of every request it answers ([`access_log`]).
 
+pub mod access_log;
 pub mod authorizer;
 pub mod error;
 pub mod helper;

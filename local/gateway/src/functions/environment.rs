@@ -150,14 +150,33 @@ fn peak_memory_mb(pid: u32) -> Option<u64> {
     Some(kb.div_ceil(1024))
 }
 
-fn forward<R>(label: String, stream: R)
+/// Sends each line the environment started by `command` writes on `stream` (its stdout or
+/// stderr) to the gateway's log sink ([`crate::logs`]): printed with the function's id, and
+/// shipped to the function's log group, in the stream `command` names in
+/// `AWS_LAMBDA_LOG_STREAM_NAME` (so a function that logs its stream name names the right one).
+/// Bytes that are not UTF-8 are replaced, never a reason to stop reading.
+fn forward<R>(spec: &Spec, command: &tokio::process::Command, stream: R)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
+    let log_stream = command
+        .as_std()
+        .get_envs()
+        .find(|(name, _)| *name == "AWS_LAMBDA_LOG_STREAM_NAME")
+        .and_then(|(_, value)| value)
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_else(log_stream_name);
+    let sink = crate::logs::global();
+    sink.environment_started(&spec.id, &log_stream);
+    let (id, group) = (spec.id.clone(), spec.log_group.clone());
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{label}] {line}");
+        let mut reader = BufReader::new(stream);
+        let mut bytes = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut bytes).await, Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim_end_matches(['\n', '\r']).to_owned();
+            sink.send(crate::logs::Line::function(&id, &group, &log_stream, text));
+            bytes.clear();
         }
     });
 }
@@ -212,10 +231,10 @@ impl Environment {
         })?;
         let pid = child.id().unwrap_or_default();
         if let Some(out) = child.stdout.take() {
-            forward(spec.id.clone(), out);
+            forward(spec, &command, out);
         }
         if let Some(err) = child.stderr.take() {
-            forward(spec.id.clone(), err);
+            forward(spec, &command, err);
         }
         let (kill, killed) = oneshot::channel::<()>();
         let (exit_tx, exited) = watch::channel(None);

@@ -121,8 +121,10 @@ impl Pool {
         })
     }
 
+    /// Lambda's own line about an invocation (`START`, `END`, `REPORT`, `INIT_REPORT`): printed
+    /// and shipped to the function's log group, as the function's output is ([`crate::logs`]).
     fn log(&self, line: &str) {
-        eprintln!("[{}] {line}", self.spec.id);
+        crate::logs::global().platform(&self.spec.id, &self.spec.log_group, line);
     }
 
     /// Starts an environment for an invoke. A failed Init phase (at most

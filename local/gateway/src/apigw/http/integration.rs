@@ -1,17 +1,26 @@
 //! HTTP APIs' first-class AWS service integrations: `SQS-SendMessage` and `Kinesis-PutRecord`,
-//! their request parameters (`$request.body`, `$request.header.X`, `$request.path.x`,
-//! `$request.querystring.x`, `$request.body.a.b`, `$context.requestId`) and their answers.
+//! their request parameters ([`super::parameters`]: `$request.body`, `$request.header.X`,
+//! `${context.requestId}` inside a value, ...), `SQS-SendMessage`'s `MessageAttributes`
+//! ([`super::attributes`]) and their answers. Each call is noted for the access log
+//! (`$context.integration.status`, `.error`, `.latency`, `.requestId`).
 //!
 //! Before calling moto, the checks moto skips and AWS makes are made here ([`crate::sqs_checks`],
-//! [`crate::kinesis_checks`]): a message or record AWS would refuse is refused, never stored.
+//! [`crate::kinesis_checks`], [`super::attributes`]): a message or record AWS would refuse is
+//! refused, never stored.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
+use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+use aws_sdk_sqs::operation::RequestId as _;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::attributes;
+use super::parameters::Parameter;
+use crate::apigw::access_log::{self, IntegrationFacts};
 use crate::apigw::error::{ApiError, Flavor, stamp};
 use crate::apigw::request::Request;
 use crate::stack::Clients;
@@ -22,12 +31,12 @@ pub enum Integration {
     /// `AWS_PROXY` / `SQS-SendMessage`.
     SqsSendMessage {
         /// Request parameters by name.
-        parameters: BTreeMap<String, String>,
+        parameters: BTreeMap<String, Parameter>,
     },
     /// `AWS_PROXY` / `Kinesis-PutRecord`.
     KinesisPutRecord {
         /// Request parameters by name.
-        parameters: BTreeMap<String, String>,
+        parameters: BTreeMap<String, Parameter>,
     },
 }
 
@@ -49,6 +58,22 @@ impl Integration {
                 bail!("{route}: {subtype} needs request parameter {name}");
             }
         }
+        let parameters = parameters
+            .into_iter()
+            .map(|(name, value)| {
+                let parameter = Parameter::parse(&value)
+                    .map_err(|e| anyhow!("{route}: request parameter {name}: {e}"))?;
+                Ok((name, parameter))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        if let Some(sample) = parameters
+            .get("MessageAttributes")
+            .and_then(|p| p.with_samples("x"))
+            && let Err(invalid) = attributes::read(&sample)
+        {
+            // Whether a request's values make it valid only a request tells; say it now.
+            tracing::warn!(route, error = %invalid, "MessageAttributes does not read with sample values; requests whose values do not make it valid are answered 500");
+        }
         Ok(if subtype == "SQS-SendMessage" {
             Self::SqsSendMessage { parameters }
         } else {
@@ -60,7 +85,7 @@ impl Integration {
     pub async fn call(&self, clients: &Clients, request: &Request) -> Result<Response, ApiError> {
         match self {
             Self::SqsSendMessage { parameters } => {
-                let value = |name: &str| parameters.get(name).and_then(|t| parameter(t, request));
+                let value = |name: &str| parameters.get(name).and_then(|p| p.render(request));
                 let queue_url = value("QueueUrl").ok_or(ApiError::Internal)?;
                 let body = value("MessageBody").unwrap_or_default();
                 if body.is_empty() {
@@ -69,7 +94,32 @@ impl Integration {
                         "The request must contain the parameter MessageBody.".into(),
                     ));
                 }
-                if let Some(refused) = crate::sqs_checks::refusal(&body) {
+                let started = Instant::now();
+                let attributes = match value("MessageAttributes").map(|a| attributes::read(&a)) {
+                    None => None,
+                    Some(Ok(read)) => Some(read),
+                    Some(Err(invalid)) => {
+                        let status =
+                            matches!(invalid, attributes::Invalid::Refused(_)).then_some(400);
+                        noted(started, status, Some(invalid.to_string()), None);
+                        return Err(service_failure(&invalid));
+                    }
+                };
+                let attribute_bytes = attributes.as_ref().map_or(0, |a| a.bytes);
+                let refused = crate::sqs_checks::refusal(&body).or_else(|| {
+                    // The attributes count towards the message's size, with the body.
+                    (body.len() + attribute_bytes > crate::sqs_checks::MAX_MESSAGE_BYTES).then(|| {
+                        crate::sqs_checks::Refusal {
+                            code: "InvalidParameterValue",
+                            message: format!(
+                                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                                crate::sqs_checks::MAX_MESSAGE_BYTES
+                            ),
+                        }
+                    })
+                });
+                if let Some(refused) = refused {
+                    noted(started, Some(400), Some(refused.message.clone()), None);
                     return Err(service_failure(&format!(
                         "SQS refused the message: {}: {}",
                         refused.code, refused.message
@@ -80,25 +130,49 @@ impl Integration {
                     .send_message()
                     .queue_url(queue_url)
                     .message_body(body)
+                    .set_message_attributes(attributes.map(|a| a.values))
                     .set_message_group_id(value("MessageGroupId"))
                     .set_message_deduplication_id(value("MessageDeduplicationId"));
                 if let Some(delay) = value("DelaySeconds").and_then(|d| d.parse().ok()) {
                     send = send.delay_seconds(delay);
                 }
                 match send.send().await {
-                    Ok(out) => Ok(send_message_xml(&out, &request.id)),
-                    Err(error) => Err(service_failure(&aws_sdk_sqs::error::DisplayErrorContext(
-                        &error,
-                    ))),
+                    Ok(out) => {
+                        noted(
+                            started,
+                            Some(200),
+                            None,
+                            out.request_id().map(str::to_owned),
+                        );
+                        Ok(send_message_xml(&out, &request.id))
+                    }
+                    Err(error) => {
+                        let status = error.raw_response().map(|r| r.status().as_u16());
+                        let message = error
+                            .message()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| error.to_string());
+                        noted(
+                            started,
+                            status,
+                            Some(message),
+                            error.request_id().map(str::to_owned),
+                        );
+                        Err(service_failure(&aws_sdk_sqs::error::DisplayErrorContext(
+                            &error,
+                        )))
+                    }
                 }
             }
             Self::KinesisPutRecord { parameters } => {
-                let value = |name: &str| parameters.get(name).and_then(|t| parameter(t, request));
+                let value = |name: &str| parameters.get(name).and_then(|p| p.render(request));
                 let (Some(stream), Some(key)) = (value("StreamName"), value("PartitionKey")) else {
                     return Err(ApiError::Internal);
                 };
                 let data = value("Data").unwrap_or_default();
+                let started = Instant::now();
                 if let Some(refused) = crate::kinesis_checks::refusal(data.as_bytes(), &key) {
+                    noted(started, Some(400), Some(refused.message.clone()), None);
                     return Err(service_failure(&format!(
                         "Kinesis refused the record: {}: {}",
                         refused.code, refused.message
@@ -114,6 +188,12 @@ impl Integration {
                     .set_sequence_number_for_ordering(value("SequenceNumberForOrdering"));
                 match put.send().await {
                     Ok(out) => {
+                        noted(
+                            started,
+                            Some(200),
+                            None,
+                            out.request_id().map(str::to_owned),
+                        );
                         let mut body = json!({
                             "SequenceNumber": out.sequence_number(),
                             "ShardId": out.shard_id(),
@@ -126,41 +206,40 @@ impl Integration {
                         stamp(&mut response, Flavor::Http, &request.id);
                         Ok(response)
                     }
-                    Err(error) => Err(service_failure(
-                        &aws_sdk_kinesis::error::DisplayErrorContext(&error),
-                    )),
+                    Err(error) => {
+                        use aws_sdk_kinesis::error::ProvideErrorMetadata as _;
+                        use aws_sdk_kinesis::operation::RequestId as _;
+                        let status = error.raw_response().map(|r| r.status().as_u16());
+                        let message = error
+                            .message()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| error.to_string());
+                        noted(
+                            started,
+                            status,
+                            Some(message),
+                            error.request_id().map(str::to_owned),
+                        );
+                        Err(service_failure(
+                            &aws_sdk_kinesis::error::DisplayErrorContext(&error),
+                        ))
+                    }
                 }
             }
         }
     }
 }
 
-/// Substitutes `$request.*` and `$context.requestId` in an integration parameter value.
-fn parameter(template: &str, request: &Request) -> Option<String> {
-    if template == "$request.body" {
-        return Some(request.body_text());
-    }
-    if let Some(name) = template.strip_prefix("$request.header.") {
-        return request.header(name);
-    }
-    if let Some(name) = template.strip_prefix("$request.path.") {
-        return request.path_params.get(name).cloned();
-    }
-    if let Some(name) = template.strip_prefix("$request.querystring.") {
-        return request.query_params().remove(name);
-    }
-    if let Some(pointer) = template.strip_prefix("$request.body.") {
-        let body: Value = serde_json::from_slice(&request.body).ok()?;
-        let pointer = format!("/{}", pointer.replace('.', "/"));
-        return body.pointer(&pointer).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+/// Notes the integration's call (or the refusal that took its place) for the access log.
+fn noted(started: Instant, status: Option<u16>, error: Option<String>, request_id: Option<String>) {
+    access_log::note(|facts| {
+        facts.integration = Some(IntegrationFacts {
+            status,
+            latency: started.elapsed(),
+            error,
+            request_id,
         });
-    }
-    if template == "$context.requestId" {
-        return Some(request.id.clone());
-    }
-    Some(template.to_owned())
+    });
 }
 
 /// A service call that failed. API Gateway answers the client `500` whatever the service said

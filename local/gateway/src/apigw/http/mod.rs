@@ -3,10 +3,13 @@
 //! Routes come from `AWS::ApiGatewayV2::Route` (`RouteKey`, `Target`, `AuthorizationType`,
 //! `AuthorizerId`), authorizers from `AWS::ApiGatewayV2::Authorizer` (identity sources, result
 //! TTL, payload 2.0 with simple responses), integrations from `AWS::ApiGatewayV2::Integration`
-//! (first-class `SQS-SendMessage` and `Kinesis-PutRecord`, [`integration`]). The core decides
-//! routing, the authorizer's cache and every error answer.
+//! (first-class `SQS-SendMessage` and `Kinesis-PutRecord`, [`integration`]), access logs from
+//! the stage's `AccessLogSettings` ([`crate::apigw::access_log`]). The core decides routing, the
+//! authorizer's cache and every error answer.
 
+mod attributes;
 mod integration;
+pub mod parameters;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::apigw::access_log::{self, AccessLog};
 use crate::apigw::authorizer::{self, Authorizer, IdentitySource};
 use crate::apigw::error::{ApiError, Flavor};
 use crate::apigw::props::{self, opt_scalar, scalar, scalar_map};
@@ -54,6 +58,7 @@ pub struct HttpApi {
     routes: Table<Route>,
     region: String,
     clients: Clients,
+    access_log: Option<AccessLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +77,8 @@ struct StageProps {
     api_id: String,
     #[serde(deserialize_with = "scalar")]
     stage_name: String,
+    #[serde(default)]
+    access_log_settings: Option<access_log::Settings>,
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
 }
@@ -160,13 +167,7 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], clients: &Clients) -> Re
             props::report(
                 logical,
                 &stage.rest,
-                &[
-                    "AutoDeploy",
-                    "AccessLogSettings",
-                    "DefaultRouteSettings",
-                    "Description",
-                    "Tags",
-                ],
+                &["AutoDeploy", "DefaultRouteSettings", "Description", "Tags"],
             );
             Ok(stage)
         })
@@ -182,11 +183,15 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], clients: &Clients) -> Re
             &api.rest,
             &["Name", "Description", "Tags", "CorsConfiguration"],
         );
-        let stage_name = stages
-            .iter()
-            .find(|s| s.api_id == api_id)
+        let stage = stages.iter().find(|s| s.api_id == api_id);
+        let stage_name = stage
             .map(|s| s.stage_name.clone())
             .unwrap_or_else(|| "$default".into());
+        let id = crate::apigw::qualified(stack, &logical);
+        let access_log = stage
+            .and_then(|s| s.access_log_settings.as_ref())
+            .map(|settings| AccessLog::new(&id, Flavor::Http, &api_id, &stage_name, settings))
+            .transpose()?;
         let stage_prefix = if stage_name == "$default" {
             String::new()
         } else {
@@ -266,13 +271,14 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], clients: &Clients) -> Re
             ));
         }
         apis.push(HttpApi {
-            id: crate::apigw::qualified(stack, &logical),
+            id,
             api_id,
             stage_prefix,
             stage_name,
             routes: Table::new(Flavor::Http, table),
             region: stack.scope.region.clone(),
             clients: clients.clone(),
+            access_log,
         });
     }
     Ok(apis)
@@ -338,6 +344,11 @@ impl HttpApi {
         crate::apigw::serve(self.router(), listener).await
     }
 
+    /// The log group of the stage's access log, if it has one.
+    pub fn access_log_group(&self) -> Option<&str> {
+        self.access_log.as_ref().map(AccessLog::group)
+    }
+
     /// The route keys served (`POST /submit`, ...), most specific first.
     pub fn route_keys(&self) -> Vec<String> {
         self.routes.iter().map(|r| r.key.clone()).collect()
@@ -387,14 +398,20 @@ impl HttpApi {
 }
 
 async fn handle(State(api): State<Arc<HttpApi>>, raw: axum::extract::Request) -> Response {
+    access_log::logged(api.access_log.as_ref(), raw, |raw| answer(&api, raw)).await
+}
+
+async fn answer(api: &HttpApi, raw: axum::extract::Request) -> Response {
     let started = Instant::now();
     let mut request = match crate::apigw::accept(Flavor::Http, &api.stage_prefix, raw).await {
         Ok(request) => request,
         Err(refused) => return refused,
     };
+    access_log::note(|facts| facts.request_id = Some(request.id.clone()));
     let Some((route, params)) = api.routes.find(&request.method, &request.path) else {
         return ApiError::NoRoute.response(Flavor::Http, &request.id);
     };
+    access_log::note(|facts| facts.route_key = Some(route.key.clone()));
     request.path_params = params;
     let decision = match &route.authorizer {
         None => Ok(()),

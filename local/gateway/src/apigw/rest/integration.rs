@@ -6,12 +6,20 @@
 //! with no `Content-Type` is `application/json`; a content type with a template uses it; with no
 //! template for it, `WHEN_NO_MATCH` passes the body through, `WHEN_NO_TEMPLATES` passes it only
 //! when the integration has no template at all, and `NEVER` answers 415.
+//!
+//! Each call is noted for the access log (`$context.integration.status`, `.error`, `.latency`):
+//! the status Lambda or the service answered (Lambda's own, 200 or 202, when a function fails:
+//! its error message is the integration's error), and the error message a service's error body
+//! names.
+
+use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::apigw::access_log::{self, IntegrationFacts};
 use crate::apigw::error::{ApiError, Flavor, stamp};
 use crate::apigw::request::Request;
 use crate::apigw::rest::RestApi;
@@ -87,10 +95,15 @@ impl RestApi {
         body: &str,
     ) -> Result<Outcome> {
         let uri = integration.uri.clone().unwrap_or_default();
-        let done = |status: u16, body: String| Outcome {
-            status,
-            body,
-            error_message: None,
+        let started = Instant::now();
+        let done = |status: u16, body: String| {
+            let error = (status >= 400).then(|| error_message(&body)).flatten();
+            noted(started, Some(status), error);
+            Outcome {
+                status,
+                body,
+                error_message: None,
+            }
         };
         if let Some(arn) = uri
             .split("/functions/")
@@ -120,13 +133,17 @@ impl RestApi {
                 })?;
             return match function.invoke(payload).await {
                 Ok(answer) => Ok(done(200, answer.to_string())),
-                Err(InvokeError::Function(e)) => Ok(Outcome {
-                    status: 200,
-                    body: e.payload().to_string(),
-                    error_message: Some(e.message),
-                }),
+                Err(InvokeError::Function(e)) => {
+                    noted(started, Some(200), Some(e.message.clone()));
+                    Ok(Outcome {
+                        status: 200,
+                        body: e.payload().to_string(),
+                        error_message: Some(e.message),
+                    })
+                }
                 // Lambda refused to run the function: the integration itself failed.
                 Err(error @ InvokeError::Throttled { .. }) => {
+                    noted(started, Some(429), Some(error.to_string()));
                     bail!("Lambda integration {} throttled: {error}", function.id)
                 }
             };
@@ -149,7 +166,31 @@ impl RestApi {
         }
         bail!("integration uri {uri} is not served locally yet")
     }
+}
 
+/// Notes the integration's call for the access log.
+fn noted(started: Instant, status: Option<u16>, error: Option<String>) {
+    access_log::note(|facts| {
+        facts.integration = Some(IntegrationFacts {
+            status,
+            latency: started.elapsed(),
+            error,
+            request_id: None,
+        });
+    });
+}
+
+/// The message of a service's error body: JSON protocols' `message` (or `Message`), the query
+/// API's `Error.Message`.
+fn error_message(body: &str) -> Option<String> {
+    let error: Value = serde_json::from_str(body).ok()?;
+    ["/message", "/Message", "/Error/Message"]
+        .iter()
+        .find_map(|pointer| error.pointer(pointer).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+impl RestApi {
     /// Selects the integration response (`selectionPattern` against the Lambda error message, or
     /// the status code for AWS services; `default` otherwise) and renders it.
     async fn respond(

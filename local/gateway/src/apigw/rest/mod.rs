@@ -5,7 +5,8 @@
 //! authorizers (`TOKEN` and `REQUEST`), request validators with their JSON-schema models
 //! ([`validate`]), and non-proxy `aws` integrations with their request and response mapping
 //! templates ([`integration`], [`services`]). The core decides routing, the authorizer cache and
-//! every error answer.
+//! every error answer. The stage's `AccessLogSetting` gets a line per request
+//! ([`crate::apigw::access_log`]).
 
 mod integration;
 pub mod openapi;
@@ -29,6 +30,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::apigw::access_log::{self, AccessLog};
 use crate::apigw::error::{ApiError, Flavor};
 use crate::apigw::helper::Helper;
 use crate::apigw::props::{self, opt_scalar, scalar_map};
@@ -57,6 +59,7 @@ pub struct RestApi {
     helper: Arc<Helper>,
     signing: SigningKey,
     services: services::Services,
+    access_log: Option<AccessLog>,
 }
 
 /// Everything REST APIs share.
@@ -83,13 +86,47 @@ struct ApiProps {
     stage_name: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
     variables: BTreeMap<String, String>,
+    #[serde(default)]
+    access_log_setting: Option<access_log::Settings>,
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
 }
 
+/// An `AWS::ApiGateway::Stage`: where a plain `AWS::ApiGateway::RestApi` keeps its access log.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StageProps {
+    #[serde(default, deserialize_with = "opt_scalar")]
+    rest_api_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_scalar")]
+    stage_name: Option<String>,
+    #[serde(default)]
+    access_log_setting: Option<access_log::Settings>,
+}
+
+/// The access log settings of the `AWS::ApiGateway::Stage` named `stage` of the API `api_id`.
+fn stage_access_log(
+    stack: &Stack,
+    api_id: &str,
+    stage: &str,
+) -> Result<Option<access_log::Settings>> {
+    for (logical, resource) in stack.template.resources_of("AWS::ApiGateway::Stage") {
+        let resolved = stack
+            .scope
+            .resolve(resource.get("Properties").unwrap_or(&Value::Null))
+            .map_err(|e| anyhow!("{logical}: {e}"))?;
+        let props: StageProps = props::read(logical, &resolved)?;
+        if props.rest_api_id.as_deref() == Some(api_id)
+            && props.stage_name.as_deref() == Some(stage)
+        {
+            return Ok(props.access_log_setting);
+        }
+    }
+    Ok(None)
+}
+
 /// Properties with no local effect: logging, tracing, throttling, endpoint type, naming.
 const NOT_EMULATED: &[&str] = &[
-    "AccessLogSetting",
     "MethodSettings",
     "TracingEnabled",
     "EndpointConfiguration",
@@ -122,15 +159,25 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], shared: &Shared) -> Resu
                 .map(|op| Ok((Pattern::new(&op.method, &op.path)?, op)))
                 .collect::<Result<Vec<_>>>()
                 .map_err(|e| anyhow!("{logical}: {e}"))?;
+            let id = crate::apigw::qualified(stack, logical);
+            let api_id = stack
+                .scope
+                .resources
+                .get(logical)
+                .map(|p| p.reference.clone())
+                .unwrap_or_default();
+            let stage = api.stage_name.unwrap_or_else(|| "prod".into());
+            let settings = match api.access_log_setting {
+                Some(settings) => Some(settings),
+                None => stage_access_log(stack, &api_id, &stage)?,
+            };
+            let access_log = settings
+                .map(|s| AccessLog::new(&id, Flavor::Rest, &api_id, &stage, &s))
+                .transpose()?;
             apis.push(RestApi {
-                id: crate::apigw::qualified(stack, logical),
-                api_id: stack
-                    .scope
-                    .resources
-                    .get(logical)
-                    .map(|p| p.reference.clone())
-                    .unwrap_or_default(),
-                stage: api.stage_name.unwrap_or_else(|| "prod".into()),
+                id,
+                api_id,
+                stage,
                 stage_variables: api.variables,
                 routes: Table::new(Flavor::Rest, table),
                 region: stack.scope.region.clone(),
@@ -143,6 +190,7 @@ pub fn load(stack: &Stack, functions: &[Arc<Function>], shared: &Shared) -> Resu
                     region: stack.scope.region.clone(),
                     http: reqwest::Client::new(),
                 },
+                access_log,
             });
         }
     }
@@ -176,6 +224,11 @@ impl RestApi {
     /// Serves the API on `listener` until the process ends.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
         crate::apigw::serve(self.router(), listener).await
+    }
+
+    /// The log group of the stage's access log, if it has one.
+    pub fn access_log_group(&self) -> Option<&str> {
+        self.access_log.as_ref().map(AccessLog::group)
     }
 
     /// How callers authenticate: `AWS_IAM`, `CUSTOM` (a Lambda authorizer) or `NONE`.
@@ -299,6 +352,7 @@ impl RestApi {
                 },
             )
             .await?;
+        note_principal(&policy);
         // A cached policy is evaluated again for each method, as API Gateway evaluates it.
         policy::allows(&policy, &self.method_arn(request))
     }
@@ -319,15 +373,7 @@ impl RestApi {
 
     /// `$context` for mapping templates.
     fn context(&self, request: &Request, resource_path: &str) -> Value {
-        let access_key = request
-            .header("authorization")
-            .and_then(|a| {
-                a.split("Credential=")
-                    .nth(1)
-                    .and_then(|c| c.split('/').next())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let access_key = access_key_of(request).unwrap_or_default();
         json!({
             "requestId": request.id,
             "extendedRequestId": request.id,
@@ -373,6 +419,7 @@ impl RestApi {
                         ApiError::InvalidSignature(refusal.message())
                     });
                 }
+                access_log::note(|facts| facts.caller = access_key_of(request));
             }
             Auth::Lambda(authorizer) => self.authorize(authorizer, operation, request).await?,
         }
@@ -381,7 +428,45 @@ impl RestApi {
     }
 }
 
+/// The access key id a SigV4 `Authorization` header names (`Credential=<id>/...`).
+fn access_key_of(request: &Request) -> Option<String> {
+    request.header("authorization").and_then(|a| {
+        a.split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split('/').next())
+            .map(str::to_owned)
+    })
+}
+
+/// Notes a Lambda authorizer's `principalId` and `context` (values as text, as
+/// `$context.authorizer.<key>` gives them) for the access log.
+fn note_principal(policy: &Value) {
+    access_log::note(|facts| {
+        facts.principal_id = policy
+            .get("principalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        facts.authorizer_context = policy
+            .get("context")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+    });
+}
+
 async fn handle(State(api): State<Arc<RestApi>>, raw: axum::extract::Request) -> Response {
+    access_log::logged(api.access_log.as_ref(), raw, |raw| answer(&api, raw)).await
+}
+
+async fn answer(api: &RestApi, raw: axum::extract::Request) -> Response {
     let started = Instant::now();
     let uri_path = raw.uri().path().to_owned();
     let prefix = format!("/{}", api.stage);
@@ -389,9 +474,11 @@ async fn handle(State(api): State<Arc<RestApi>>, raw: axum::extract::Request) ->
         Ok(request) => request,
         Err(refused) => return refused,
     };
+    access_log::note(|facts| facts.request_id = Some(request.id.clone()));
     let Some((operation, params)) = api.routes.find(&request.method, &request.path) else {
         return ApiError::NoRoute.response(Flavor::Rest, &request.id);
     };
+    access_log::note(|facts| facts.resource_path = Some(operation.path.clone()));
     request.path_params = params;
     let response = api
         .serve_request(operation, &request, &uri_path)
