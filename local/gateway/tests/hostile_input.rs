@@ -701,6 +701,28 @@ async fn kinesis_stream_answers_hostile_input_as_api_gateway_and_puts_only_what_
             400,
             Some("cannot be a Kinesis record"),
         ),
+        // The API's envelope (request id, base64 body) is what must fit in 1 MiB with the key:
+        // 3 * floor((1,048,576 - 87 - 4) / 4) bytes is the largest body (kinesis-stream README).
+        case(
+            "the largest body a record takes in the API's envelope",
+            authed(
+                Req::new("POST", &format!("/submit/{stream}/edge"))
+                    .header("content-type", "application/json")
+                    .body(vec![b'1'; 786_363]),
+            ),
+            200,
+            None,
+        ),
+        case(
+            "one byte more",
+            authed(
+                Req::new("POST", &format!("/submit/{stream}/over"))
+                    .header("content-type", "application/json")
+                    .body(vec![b'1'; 786_364]),
+            ),
+            400,
+            Some("cannot be a Kinesis record"),
+        ),
     ]);
     run(&base, &cases).await;
     let (status, _) = send(&base, &authed(put("after"))).await.expect("answer");
@@ -713,7 +735,7 @@ async fn kinesis_stream_answers_hostile_input_as_api_gateway_and_puts_only_what_
         common::SETTLE,
         || async {
             let keys = records(&kinesis, &stream).await;
-            (keys.len() >= 3).then_some(keys)
+            (keys.len() >= 4).then_some(keys)
         },
     )
     .await;
@@ -721,7 +743,7 @@ async fn kinesis_stream_answers_hostile_input_as_api_gateway_and_puts_only_what_
     keys.sort();
     assert_eq!(
         keys,
-        ["a%20b", "after", "deep"],
+        ["a%20b", "after", "deep", "edge"],
         "exactly the accepted records"
     );
 }

@@ -163,7 +163,8 @@ async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
         .await
         .expect("helper");
     // The extended request id API Gateway generates (base64): sent and answered URL-safe. The
-    // request id, which clients can override, is not used.
+    // request id, which clients can override, is never the status id; it travels as
+    // apiRequestId, the id the access log names.
     let context =
         json!({"requestId": "client-chosen", "extendedRequestId": "Ab+c/dEF9x8=", "stage": "v1"});
     let params = json!({"path": {}, "querystring": {}, "header": {}});
@@ -187,6 +188,12 @@ async fn user_api_create_queues_an_id_clients_cannot_set_and_answers_with_it() {
     assert_eq!(
         fields["MessageAttribute.1.Value.StringValue"],
         "Ab-c_dEF9x8"
+    );
+    assert_eq!(fields["MessageAttribute.2.Name"], "apiRequestId");
+    assert_eq!(fields["MessageAttribute.2.Value.DataType"], "String");
+    assert_eq!(
+        fields["MessageAttribute.2.Value.StringValue"],
+        "client-chosen"
     );
 
     let response = user_api_template("post /users response default");
@@ -258,4 +265,51 @@ async fn user_api_status_names_the_reason_when_the_index_has_it() {
         created,
         json!({"messageId": "req-1", "userId": "u-1", "state": "CREATED", "reason": null})
     );
+}
+
+#[tokio::test]
+async fn kinesis_stream_puts_the_body_in_the_apis_envelope_with_the_request_id() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let python = testkit::repo_root().join(".venv/bin/python");
+    let helper = Helper::start(python.to_str().expect("path"))
+        .await
+        .expect("helper");
+    let templates: Vec<(String, String)> = mapping_templates()
+        .into_iter()
+        .filter(|(at, _, _)| at.contains("patterns/kinesis-stream/") && at.contains(" request "))
+        .map(|(at, text, _)| (at, text))
+        .collect();
+    assert_eq!(templates.len(), 3, "one request template per content type");
+    let params =
+        json!({"path": {"streamName": "s", "eventId": "e-1"}, "querystring": {}, "header": {}});
+    // A body that is no JSON, with quotes, a backslash, a template-looking dollar and non-ASCII;
+    // and a request id with characters JSON must escape (clients can override REST ids).
+    let body = "not json \" quote \\ $input.body ünï 😀";
+    for id in ["6f1f0000-0000-4000-8000-000000000000", r#"a"b'c\d"#] {
+        let context = json!({"requestId": id, "stage": "prod"});
+        for (at, text) in &templates {
+            let rendered = helper
+                .render(text, body, &params, &context)
+                .await
+                .unwrap_or_else(|e| panic!("{at}: {e:#}"));
+            let put: Value = serde_json::from_str(&rendered.output)
+                .unwrap_or_else(|e| panic!("{at}: {e}: {}", rendered.output));
+            let data = b64
+                .decode(put["Data"].as_str().expect("Data"))
+                .expect("Data is base64");
+            let envelope: Value = serde_json::from_slice(&data)
+                .unwrap_or_else(|e| panic!("{at}: the envelope is JSON: {e}"));
+            let request = envelope["apiGatewayRequest"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: {envelope}"));
+            assert_eq!(request.len(), 2, "{at}: apiRequestId and body only");
+            assert_eq!(request["apiRequestId"], id, "{at}");
+            let sent = b64
+                .decode(request["body"].as_str().expect("body"))
+                .expect("the body is base64");
+            assert_eq!(String::from_utf8(sent).expect("utf-8"), body, "{at}");
+            assert_eq!(put["PartitionKey"], "e-1", "{at}");
+        }
+    }
 }
