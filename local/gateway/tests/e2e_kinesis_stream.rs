@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::LocalStack;
@@ -647,4 +648,88 @@ async fn an_outage_raises_the_iterator_age_and_failed_records_alarms_and_recover
     }
     common::alarms::notified(&stack, &inbox, &name("RecordsFailedAlarm"), "OK").await;
     drop(dynamodb);
+}
+
+/// Posts `body` for `event_id`; the answer's status and `x-amzn-requestid`, which is
+/// `$context.requestId`, the request's `apiRequestId`.
+async fn put_for_id(stack: &LocalStack, event_id: &str, body: &str) -> (u16, String) {
+    let (user, password) = stack.credentials(P);
+    let response = http()
+        .post(url(stack, &stream(stack), event_id))
+        .basic_auth(user, Some(password))
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let id = response.headers()["x-amzn-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    (response.status().as_u16(), id)
+}
+
+#[tokio::test]
+async fn requests_are_found_by_their_api_request_id_in_the_access_log_the_consumers_log_and_what_is_kept()
+ {
+    // One retry keeps the poison record's way to FailureBucket short.
+    let stack = LocalStack::start(P, "KinesisStream.MaximumRetryAttempts=1").await;
+    let (status, stored_id) = put_for_id(&stack, "follow-ok", r#"{"n":1}"#).await;
+    assert_eq!(status, 200);
+    // A record the consumer applies gets no line of its own; one it cannot apply does, and
+    // Lambda keeps it in FailureBucket.
+    let (status, poison_id) = put_for_id(&stack, "follow-bad", "not JSON").await;
+    assert_eq!(
+        status, 200,
+        "the API accepts any body; the consumer judges it"
+    );
+
+    for id in [&stored_id, &poison_id] {
+        let access = stack
+            .lines_with("AccessLogGroup", "requestId", id, Duration::ZERO)
+            .await;
+        let line: Value = serde_json::from_str(&access[0]).expect("the stage's JSON format");
+        assert_eq!(line["status"], "200", "{line}");
+        assert_eq!(line["integrationStatus"], "200", "{line}");
+        assert_eq!(line["resourcePath"], "/submit/{streamName}/{eventId}");
+        assert_eq!(line["principal"], "api-user", "the authorizer's principal");
+    }
+
+    let stored = testkit::eventually("the record stored", common::SETTLE, || async {
+        item(&stack, "follow-ok").await
+    })
+    .await;
+    assert_eq!(stored["apiRequestId"], AttributeValue::S(stored_id.clone()));
+
+    let failed = stack
+        .lines_with(
+            "ConsumerLogGroup",
+            "apiRequestId",
+            &poison_id,
+            Duration::ZERO,
+        )
+        .await;
+    assert!(
+        failed.iter().any(|l| l.contains("record failed")),
+        "{failed:?}"
+    );
+    // The record Lambda kept is the API's envelope, naming the request.
+    let kept = testkit::eventually("the on-failure record", common::SETTLE, || async {
+        Some(failure_messages(&stack).await).filter(|m| !m.is_empty())
+    })
+    .await;
+    let payload: Value =
+        serde_json::from_str(kept[0]["payload"].as_str().expect("payload")).expect("event");
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(
+            payload["Records"][0]["kinesis"]["data"]
+                .as_str()
+                .expect("data"),
+        )
+        .expect("base64");
+    let envelope: Value = serde_json::from_slice(&data).expect("the API's envelope");
+    assert_eq!(
+        envelope["apiGatewayRequest"]["apiRequestId"],
+        poison_id.as_str()
+    );
 }

@@ -410,3 +410,81 @@ async fn empty_body_is_refused_with_400_and_nothing_is_enqueued() {
         0
     );
 }
+
+/// Posts `body` with the stack's credentials; the answer's status and `apigw-requestid`, which
+/// is `$context.requestId`, the request's `apiRequestId`.
+async fn post_for_id(stack: &LocalStack, body: &str) -> (u16, String) {
+    let (user, password) = stack.credentials(P);
+    let response = client()
+        .post(submit_url(stack))
+        .basic_auth(user, Some(password))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let id = response.headers()["apigw-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    (response.status().as_u16(), id)
+}
+
+#[tokio::test]
+async fn one_request_is_found_by_its_api_request_id_in_the_access_log_the_consumers_log_and_the_item()
+ {
+    let stack = LocalStack::start(P, "").await;
+    let table = stack.table(P, "EventsTable");
+    let (status, first) = post_for_id(&stack, r#"{"eventId":"follow","n":1}"#).await;
+    assert_eq!(status, 200);
+    testkit::eventually("the first event stored", common::SETTLE, || async {
+        stack.items(&table).await.into_iter().next()
+    })
+    .await;
+    // The request to follow reuses the event id with another body: the consumer keeps it as a
+    // conflict item and says so in a log line, both naming the request (a stored event that
+    // raises no question gets no line of its own).
+    let (status, id) = post_for_id(&stack, r#"{"eventId":"follow","n":2}"#).await;
+    assert_eq!(status, 200);
+    assert_ne!(id, first);
+
+    let access = stack
+        .lines_with("AccessLogGroup", "requestId", &id, Duration::ZERO)
+        .await;
+    assert_eq!(
+        access.len(),
+        1,
+        "one access log line per request: {access:?}"
+    );
+    let line: Value = serde_json::from_str(&access[0]).expect("the stage's JSON format");
+    assert_eq!(line["routeKey"], "POST /submit");
+    assert_eq!(line["status"], "200");
+    assert_eq!(line["integrationError"], "-");
+
+    let consumer = stack
+        .lines_with("ConsumerLogGroup", "apiRequestId", &id, Duration::ZERO)
+        .await;
+    assert!(
+        consumer
+            .iter()
+            .any(|l| l.contains("recorded as a conflict item")),
+        "{consumer:?}"
+    );
+
+    let conflict = testkit::eventually("the conflict item", common::SETTLE, || async {
+        stack
+            .items(&table)
+            .await
+            .into_iter()
+            .find(|i| i.get("kind") == Some(&AttributeValue::S("conflict".into())))
+    })
+    .await;
+    assert_eq!(conflict["apiRequestId"], AttributeValue::S(id));
+    let original = stack
+        .items(&table)
+        .await
+        .into_iter()
+        .find(|i| i.get("kind") != Some(&AttributeValue::S("conflict".into())))
+        .expect("the original event");
+    assert_eq!(original["apiRequestId"], AttributeValue::S(first));
+}

@@ -10,6 +10,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod alarms;
+pub mod logs;
 pub mod signing;
 
 use std::path::PathBuf;
