@@ -520,3 +520,50 @@ async fn a_failing_job_raises_the_processor_errors_alarm_which_clears_when_jobs_
     common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "OK", common::SETTLE).await;
     common::alarms::notified(&stack, &inbox, &alarm, "OK").await;
 }
+
+#[tokio::test]
+async fn one_job_is_found_by_its_api_request_id_in_the_access_log_the_processors_log_and_the_job() {
+    let stack = LocalStack::start(P, "").await;
+    // The job id is the request's $context.requestId: the job's apiRequestId.
+    let id = submit(&stack, r#"{"seconds": 1}"#).await;
+    let done = final_state(&stack, &id, common::SETTLE).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+
+    let access = stack
+        .lines_with("AccessLogGroup", "requestId", &id, Duration::ZERO)
+        .await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    let line: Value = serde_json::from_str(&access[0]).expect("the stage's JSON format");
+    assert_eq!(line["httpMethod"], "POST");
+    assert_eq!(line["resourcePath"], "/jobs");
+    assert_eq!(line["status"], "202");
+    assert_eq!(
+        line["integrationStatus"], "202",
+        "Lambda's answer to an Event invoke"
+    );
+    assert_eq!(
+        line["caller"],
+        Signer::of(&stack).access_key.as_str(),
+        "the signature's access key"
+    );
+    assert_eq!(line["error"], "-");
+
+    let processor = stack
+        .lines_with("ProcessorLogGroup", "apiRequestId", &id, Duration::ZERO)
+        .await;
+    assert!(
+        processor.iter().any(|l| l.contains("job succeeded")),
+        "{processor:?}"
+    );
+
+    let item = stack
+        .items(&stack.table(P, "JobsTable"))
+        .await
+        .into_iter()
+        .find(|i| i.get("jobId").and_then(|v| v.as_s().ok()) == Some(&id))
+        .expect("the job");
+    assert_eq!(
+        item["apiRequestId"],
+        aws_sdk_dynamodb::types::AttributeValue::S(id.clone())
+    );
+}

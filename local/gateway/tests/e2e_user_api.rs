@@ -662,3 +662,56 @@ async fn bodies_the_model_accepts_all_reach_a_terminal_status_and_none_is_dead_l
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].contains("unpaired surrogate"), "{reasons:?}");
 }
+
+#[tokio::test]
+async fn one_request_is_found_by_its_api_request_id_in_the_access_log_the_consumers_log_and_the_user()
+ {
+    let stack = LocalStack::start(P, "").await;
+    let (user, password) = stack.credentials(P);
+    let response = http()
+        .post(format!("{}/users", base(&stack)))
+        .basic_auth(user, Some(password))
+        .header("content-type", "application/json")
+        .body(json!({"name": "Grace Hopper", "email": "grace@example.com"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 202);
+    // $context.requestId, the request's apiRequestId (the status id, messageId, is another).
+    let id = response.headers()["x-amzn-requestid"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let answer: Value = response.json().await.expect("JSON");
+    let message_id = answer["messageId"].as_str().expect("messageId").to_owned();
+    assert_eq!(processed(&stack, &message_id).await["state"], "CREATED");
+
+    let access = stack
+        .lines_with("AccessLogGroup", "requestId", &id, Duration::ZERO)
+        .await;
+    assert_eq!(access.len(), 1, "{access:?}");
+    let line: Value = serde_json::from_str(&access[0]).expect("the stage's JSON format");
+    assert_eq!(line["httpMethod"], "POST");
+    assert_eq!(line["resourcePath"], "/users");
+    assert_eq!(line["status"], "202");
+    assert_eq!(line["integrationStatus"], "200", "SQS's answer");
+    assert_eq!(line["principal"], "api-user");
+
+    let consumer = stack
+        .lines_with("ConsumerLogGroup", "apiRequestId", &id, Duration::ZERO)
+        .await;
+    assert!(
+        consumer.iter().any(|l| l.contains("user created")),
+        "{consumer:?}"
+    );
+
+    let kinds: Vec<String> = stack
+        .items(&stack.table(P, "UsersTable"))
+        .await
+        .into_iter()
+        .filter(|i| i.get("apiRequestId").and_then(|v| v.as_s().ok()) == Some(&id))
+        .filter_map(|i| i.get("kind").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    // A created user is its own status (the status route finds it by messageId).
+    assert!(kinds.contains(&"user".to_owned()), "{kinds:?}");
+}
