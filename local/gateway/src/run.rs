@@ -57,6 +57,8 @@ pub struct Running {
 
 /// Provisions and starts everything; returns once the APIs listen and the pollers run.
 pub async fn start(options: &Options) -> Result<Running> {
+    // Before any function runs: every EMF line the functions write feeds the metrics.
+    crate::cloudwatch::feed::start_emf(crate::logs::subscribe());
     let sdk = aws_setup::load_with_endpoint(&options.endpoint, Some(&options.region)).await;
     let clients = Clients::new(&sdk);
     // Function output and access logs go to moto's CloudWatch Logs from here on (crate::logs).

@@ -500,8 +500,8 @@ async fn a_failing_job_raises_the_processor_errors_alarm_which_clears_when_jobs_
     let inbox = common::alarms::subscribe(&stack, P).await;
     common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "OK", common::SETTLE).await;
     let failing = submit(&stack, r#"{"seconds": 1, "failure": "upstream refused"}"#).await;
-    common::alarms::wait_for_state(&stack, P, "ProcessorErrorsAlarm", "ALARM", common::SETTLE)
-        .await;
+    // One failed invocation breaches one (scaled) period only: the notification, which stays,
+    // shows the ALARM state was reached.
     let alarm = stack.pattern(P)["alarms"]["ProcessorErrorsAlarm"]
         .as_str()
         .expect("alarm")

@@ -215,6 +215,28 @@ pub fn emf_line(line: &str) {
     }
 }
 
+/// Records the EMF documents the functions write, from the gateway's log sink, for as long as
+/// the gateway runs. A reader that falls behind the sink's backlog loses the oldest lines (a
+/// warning counts them), as a metric extraction that fails loses datapoints, never the lines.
+pub fn start_emf(mut lines: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::logs::Line>>) {
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match lines.recv().await {
+                Ok(line) if line.function.is_some() => emf_line(&line.text),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "metrics fell behind the function logs; lines skipped"
+                    )
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
