@@ -45,7 +45,7 @@ pub struct QueueView {
 /// What one pattern shows.
 #[derive(Debug)]
 pub struct PatternView {
-    /// Stack path (`SqsBuffer`).
+    /// Stack path (`Orders`).
     pub key: String,
     /// Its APIs.
     pub apis: Vec<ApiView>,
@@ -278,14 +278,14 @@ mod tests {
     #[test]
     fn a_snapshot_renders_as_aligned_tables() {
         let snapshot = json!({"patterns": [{
-            "pattern": "SqsBuffer",
+            "pattern": "Orders",
             "apis": [{"api": "HttpApi", "requests": 12.0, "4xx": 1.0, "5xx": 0.0}],
             "queues": [{"queue": "DeadLetterQueue", "deadLetter": true, "visible": 2.0, "inFlight": 0.0, "oldestAgeSeconds": null}],
             "functions": [{"function": "ConsumerFunction", "invocations": 3.0, "errors": 1.0, "throttles": 0.0, "coldStarts": 1, "p50Ms": 12.25, "p99Ms": 40.0}],
             "alarms": [{"alarm": "DeadLetterQueueAlarm", "state": "ALARM"}],
         }]});
         let text = render(&snapshot);
-        assert!(text.starts_with("SqsBuffer\n"), "{text}");
+        assert!(text.starts_with("Orders\n"), "{text}");
         assert!(
             text.contains("DeadLetterQueue          yes        2          0           -"),
             "{text}"

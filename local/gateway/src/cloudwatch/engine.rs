@@ -20,7 +20,7 @@ use crate::stack::Stack;
 /// One alarm of the stack.
 #[derive(Debug)]
 pub struct Watched {
-    /// Stack path and logical id (`SqsBuffer.DeadLetterQueueAlarm`).
+    /// Stack path and logical id (`Orders.DeadLetterAlarm`).
     pub id: String,
     /// Its definition.
     pub definition: Definition,

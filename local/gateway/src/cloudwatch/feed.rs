@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn an_emf_document_gives_each_metric_per_dimension_set() {
-        let line = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"AsyncApiPatterns","Dimensions":[["Pattern","Function"],["Pattern"]],"Metrics":[{"Name":"RecordsStored","Unit":"Count"},{"Name":"BatchWriteLatency","Unit":"Milliseconds"}]}]},"Pattern":"sqs-buffer","Function":"consumer","RecordsStored":3,"BatchWriteLatency":[12.5,3]}"#;
+        let line = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"AsyncApiPatterns","Dimensions":[["Pattern","Function"],["Pattern"]],"Metrics":[{"Name":"RecordsStored","Unit":"Count"},{"Name":"BatchWriteLatency","Unit":"Milliseconds"}]}]},"Pattern":"orders","Function":"consumer","RecordsStored":3,"BatchWriteLatency":[12.5,3]}"#;
         let got = emf(line);
         let stored: Vec<_> = got
             .iter()
