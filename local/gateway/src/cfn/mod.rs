@@ -62,6 +62,40 @@ impl Template {
             .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
     }
 
+    /// The event source mappings SAM generates for the functions' queue and stream events, as
+    /// `(logical id, function's logical id, event name)`: `<function><event>` (SAM, "Generated
+    /// AWS CloudFormation resources"), a resource templates may `Ref` (its UUID).
+    pub fn generated_mappings(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (function, resource) in self.resources_of("AWS::Serverless::Function") {
+            for (event, spec) in resource
+                .pointer("/Properties/Events")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let kind = spec.get("Type").and_then(Value::as_str).unwrap_or_default();
+                if matches!(
+                    kind,
+                    "SQS"
+                        | "Kinesis"
+                        | "DynamoDB"
+                        | "MSK"
+                        | "MQ"
+                        | "SelfManagedKafka"
+                        | "DocumentDB"
+                ) {
+                    out.push((
+                        format!("{function}{event}"),
+                        function.clone(),
+                        event.clone(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Resolves the template's parameters: defaults, then values given by a parent stack, then
     /// overrides; each checked against its `MinValue`, `MaxValue` and `AllowedValues`.
     pub fn resolve_parameters(

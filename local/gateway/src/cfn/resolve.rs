@@ -55,9 +55,12 @@ impl Scope {
     /// attribute with a placeholder ARN or name.
     pub fn for_checks(template: &Template) -> Result<Self> {
         let none = BTreeMap::new();
+        let generated = template.generated_mappings();
         let resources = template
             .resources()
-            .map(|(logical, _)| {
+            .map(|(logical, _)| logical.clone())
+            .chain(generated.into_iter().map(|(logical, _, _)| logical))
+            .map(|logical| {
                 let attributes = [
                     (
                         "Arn",

@@ -188,35 +188,15 @@ fn provision_one<'a>(
         // The event source mappings SAM generates for a function's queue and stream events,
         // `<function><event>` ("Generated AWS CloudFormation resources"): `Ref` is the mapping's
         // UUID, the one the gateway's poller of that event uses (`mapping_uuid`).
-        for (logical, resource) in template.resources_of("AWS::Serverless::Function") {
-            let Some(function) = scope.resources.get(logical).map(|p| p.reference.clone()) else {
-                continue;
-            };
-            for (event, spec) in resource
-                .pointer("/Properties/Events")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let kind = spec.get("Type").and_then(Value::as_str).unwrap_or_default();
-                if matches!(
-                    kind,
-                    "SQS"
-                        | "Kinesis"
-                        | "DynamoDB"
-                        | "MSK"
-                        | "MQ"
-                        | "SelfManagedKafka"
-                        | "DocumentDB"
-                ) {
-                    scope.resources.insert(
-                        format!("{logical}{event}"),
-                        Physical {
-                            reference: mapping_uuid(&function, event),
-                            attributes: BTreeMap::new(),
-                        },
-                    );
-                }
+        for (logical, function, event) in template.generated_mappings() {
+            if let Some(name) = scope.resources.get(&function).map(|p| p.reference.clone()) {
+                scope.resources.insert(
+                    logical,
+                    Physical {
+                        reference: mapping_uuid(&name, &event),
+                        attributes: BTreeMap::new(),
+                    },
+                );
             }
         }
         // Resources created in moto, in dependency order: retry whatever waits for another.
