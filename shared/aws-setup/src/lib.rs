@@ -71,16 +71,63 @@ where
 /// [`CapturedLogs::start`] captures every event of the current thread, at every level, until
 /// its guard drops: in a `#[tokio::test]` (a current-thread runtime) that is everything the code
 /// under test logs.
+///
+/// One process-wide subscriber (installed by the first capture, at trace level) formats every
+/// event and writes it to the capture of the thread that logged it, if any. A thread-local
+/// subscriber per test (`set_default`) would be simpler, but tracing caches each callsite's
+/// interest for all threads: a callsite first reached on a thread with no subscriber, while
+/// another test registers its own, can stay disabled, and a test then misses a line it should
+/// have seen (seen here, once in a CI run).
 #[derive(Debug, Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<CapturedLogs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stops a thread's capture when dropped.
+#[derive(Debug)]
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// Writes to the current thread's capture; drops the bytes when the thread captures nothing.
+#[derive(Debug, Clone, Copy)]
+struct ToCapture;
+
+impl io::Write for ToCapture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(logs) = c.borrow_mut().as_mut() {
+                let _ = io::Write::write(logs, buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl CapturedLogs {
     /// Starts capturing the current thread's log lines; they are captured until the guard drops.
-    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+    pub fn start() -> (Self, CaptureGuard) {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            // A binary that already has a global subscriber keeps it (and captures nothing).
+            let _ = tracing::subscriber::set_global_default(lambda_subscriber(
+                || ToCapture,
+                EnvFilter::new("trace"),
+            ));
+        });
         let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = lambda_subscriber(move || writer.clone(), EnvFilter::new("trace"));
-        (logs, tracing::subscriber::set_default(subscriber))
+        CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard(()))
     }
 
     /// Everything captured so far, one JSON object per line.
