@@ -685,8 +685,10 @@ mod tests {
     /// counts the calls it saw, the `PutLogEvents` among them, and the events it accepted.
     #[derive(Debug, Default)]
     struct Fake {
-        /// 0: accept, 1: refuse (400), 2: answer only after 30 s.
+        /// 0: accept, 1: refuse (400), 2: answer only once `release` is notified (a stall that
+        /// outlasts any call timeout, however slow the machine).
         mode: std::sync::atomic::AtomicU8,
+        release: tokio::sync::Notify,
         calls: AtomicU64,
         puts: AtomicU64,
         accepted: AtomicU64,
@@ -720,7 +722,7 @@ mod tests {
                             .to_owned(),
                     ),
                     2 if is_put => {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        fake.release.notified().await;
                         (StatusCode::OK, json, "{}".to_owned())
                     }
                     _ => {
@@ -836,6 +838,7 @@ mod tests {
             (0, 1),
             "the stalled batch was given up, not shipped twice"
         );
+        fake.release.notify_waiters();
     }
 
     #[test]
