@@ -226,16 +226,17 @@ pub async fn start(options: &Options) -> Result<Running> {
                     json!({ "baseUrl": base_url, "routes": api.route_keys(), "auth": api.auth_kind(), "examples": api.examples() }),
                 );
                 let api = Arc::new(api);
+                let api_name = rest_api_name(stack, &api.id);
                 api_views.push(crate::status::ApiView {
                     logical: api.id.rsplit('.').next().unwrap_or_default().to_owned(),
                     rest: true,
-                    api: rest_api_name(stack, &api.id),
+                    api: api_name.clone(),
                     stage: api.stage.clone(),
                 });
                 let router = crate::cloudwatch::feed::count_requests(
                     api.clone().router(),
                     true,
-                    rest_api_name(stack, &api.id),
+                    api_name,
                     api.stage.clone(),
                 );
                 serve_once(api.id.clone(), async move {

@@ -82,7 +82,14 @@ impl Store {
             return;
         };
         let entry = series.entry(id).or_default();
-        entry.points.push_back((at, value));
+        // Kept in time order, so a period's values are found by binary search: a datapoint
+        // stamped just before another thread's that took the lock first goes in its place.
+        if entry.points.back().is_some_and(|(t, _)| *t > at) {
+            let index = entry.points.partition_point(|(t, _)| *t <= at);
+            entry.points.insert(index, (at, value));
+        } else {
+            entry.points.push_back((at, value));
+        }
         entry.total += value;
         entry.count += 1;
         let horizon = at.checked_sub(RETENTION).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -101,9 +108,10 @@ impl Store {
         series
             .get(id)
             .map(|s| {
+                let start = s.points.partition_point(|(t, _)| *t < from);
+                let end = s.points.partition_point(|(t, _)| *t < to);
                 s.points
-                    .iter()
-                    .filter(|(t, _)| *t >= from && *t < to)
+                    .range(start..end.max(start))
                     .map(|(_, v)| *v)
                     .collect()
             })
@@ -154,6 +162,19 @@ mod tests {
         assert_eq!(store.values(&one, now, until), vec![1.0]);
         assert_eq!(store.values(&none, now, until), vec![5.0]);
         assert_eq!(store.totals(&one), (1.0, 1));
+    }
+
+    #[test]
+    fn a_late_datapoint_takes_its_place_in_time() {
+        let store = Store::default();
+        let id = MetricId::new("N", "Late", &[]);
+        let t = SystemTime::now();
+        store.put(id.clone(), t + Duration::from_millis(20), 2.0);
+        store.put(id.clone(), t, 1.0);
+        store.put(id.clone(), t + Duration::from_millis(40), 3.0);
+        assert_eq!(store.kept(&id), vec![1.0, 2.0, 3.0]);
+        let window = store.values(&id, t, t + Duration::from_millis(30));
+        assert_eq!(window, vec![1.0, 2.0]);
     }
 
     #[test]

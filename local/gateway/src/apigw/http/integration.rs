@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
-use aws_sdk_sqs::error::ProvideErrorMetadata as _;
 use aws_sdk_sqs::operation::RequestId as _;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -147,17 +146,7 @@ impl Integration {
                         Ok(send_message_xml(&out, &request.id))
                     }
                     Err(error) => {
-                        let status = error.raw_response().map(|r| r.status().as_u16());
-                        let message = error
-                            .message()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| error.to_string());
-                        noted(
-                            started,
-                            status,
-                            Some(message),
-                            error.request_id().map(str::to_owned),
-                        );
+                        noted_failure(started, &error);
                         Err(service_failure(&aws_sdk_sqs::error::DisplayErrorContext(
                             &error,
                         )))
@@ -207,19 +196,7 @@ impl Integration {
                         Ok(response)
                     }
                     Err(error) => {
-                        use aws_sdk_kinesis::error::ProvideErrorMetadata as _;
-                        use aws_sdk_kinesis::operation::RequestId as _;
-                        let status = error.raw_response().map(|r| r.status().as_u16());
-                        let message = error
-                            .message()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| error.to_string());
-                        noted(
-                            started,
-                            status,
-                            Some(message),
-                            error.request_id().map(str::to_owned),
-                        );
+                        noted_failure(started, &error);
                         Err(service_failure(
                             &aws_sdk_kinesis::error::DisplayErrorContext(&error),
                         ))
@@ -240,6 +217,26 @@ fn noted(started: Instant, status: Option<u16>, error: Option<String>, request_i
             request_id,
         });
     });
+}
+
+/// Notes a failed service call for the access log: the service's HTTP status, its message (else
+/// the error's own text) and its request id. One SDK error type serves every service client.
+fn noted_failure<E>(started: Instant, error: &aws_sdk_sqs::error::SdkError<E>)
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let message = error
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| error.to_string());
+    noted(
+        started,
+        status,
+        Some(message),
+        error.request_id().map(str::to_owned),
+    );
 }
 
 /// A service call that failed. API Gateway answers the client `500` whatever the service said

@@ -221,11 +221,6 @@ impl RestApi {
         axum::Router::new().fallback(handle).with_state(self)
     }
 
-    /// Serves the API on `listener` until the process ends.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
-        crate::apigw::serve(self.router(), listener).await
-    }
-
     /// The log group of the stage's access log, if it has one.
     pub fn access_log_group(&self) -> Option<&str> {
         self.access_log.as_ref().map(AccessLog::group)
