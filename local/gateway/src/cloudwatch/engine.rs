@@ -236,7 +236,10 @@ fn iso(t: SystemTime) -> String {
 
 /// The message CloudWatch publishes to an alarm's topic (the JSON its e-mail and SQS/Lambda
 /// subscribers receive: `AlarmName`, `NewStateValue`, `NewStateReason`, `OldStateValue`,
-/// `Trigger` with the metric and the threshold).
+/// `Trigger` with the metric and the threshold). The shape follows a captured notification kept
+/// as test data by AWS's Lambda library for Go (aws-lambda-go,
+/// events/testdata/cloudwatch-alarm-sns-payload-single-metric.json). One difference is known:
+/// AWS writes `Region` as the region's long name ("EU - Ireland"), the gateway its code.
 pub fn notification(def: &Definition, old: State, verdict: &Verdict, region: &str) -> Value {
     json!({
         "AlarmName": def.name,
