@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 CONTRACT_VENV := .venv-contract
+# make bench's seeds: Python (boto3, awslambdaric; matplotlib for the charts) and Node.js (SDK v3).
+BENCH_VENV := .venv-bench
+BENCH_NODE := tools/bench/seeds/node
 # One cargo target directory outside the clone, shared by every clone and by CI re-runs.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/async-api-patterns/target
 export SAM_CLI_TELEMETRY := 0
@@ -45,6 +48,18 @@ $(CONTRACT_VENV)/.installed: tools/requirements-contract.txt
 	$(PYTHON) -m venv $(CONTRACT_VENV)
 	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-contract.txt
 	touch $@
+
+$(BENCH_VENV)/.installed: tools/bench/seeds/python/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: -r tools/bench/seeds/python/requirements.txt
+	touch $@
+
+$(BENCH_NODE)/node_modules/.installed: $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
+	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+.PHONY: bench-envs
+bench-envs: $(BENCH_VENV)/.installed $(BENCH_NODE)/node_modules/.installed ## Install make bench's seed environments (.venv-bench: boto3, awslambdaric, matplotlib; Node.js SDK v3 under tools/bench/seeds/node)
 
 .PHONY: venv
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(CONTRACT_VENV)/.installed ## Create the project's Python virtualenvs (moto, airspeed-ext, SAM CLI, cfn-lint, cargo-lambda, zig; checkov; schemathesis)
@@ -98,7 +113,7 @@ test: venv lint test-rust check-templates ## Everything CI runs: lint, unit, sam
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test-rust.log
 
 .PHONY: test-rust
-test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
+test-rust: $(VENV)/.installed $(CONTRACT_VENV)/.installed bench-envs functions ## Unit, sample-event, moto integration and end-to-end tests (one moto for the run)
 	@mkdir -p .local
 	set -o pipefail; tools/with-moto.sh cargo test --locked --workspace --all-targets 2>&1 | tee .local/test-rust.log
 
@@ -118,8 +133,8 @@ contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## The user-a
 	tools/with-moto.sh cargo test --locked -p local-gateway --test e2e_user_api schemathesis
 
 .PHONY: bench
-bench: ## What the project's own code costs, apart from AWS: authorizer decision, batch fan-out, Runtime API overhead per warm invoke, make local to its banner
-	cargo run --locked --release -p patterns-bench
+bench: $(VENV)/.installed bench-envs ## The deployed functions (release builds) against seed-style Python and Node.js: init, first and warm invocations, memory, size, round trips under latency; tables and charts in docs/bench; plus the gateway's own costs
+	cargo run --locked --release -p patterns-bench -- --out docs/bench
 
 # Fuzzing: cargo-fuzz (libFuzzer), installed by `make fuzz` at a pinned version into the shared
 # cache, on the repository's pinned *stable* toolchain. That works because of `--sanitizer none`:

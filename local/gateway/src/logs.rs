@@ -186,6 +186,13 @@ pub fn global() -> &'static Sink {
     GLOBAL.get_or_init(Sink::new)
 }
 
+/// Makes `sink` the process's sink ([`global`]), for a program that runs execution environments
+/// without printing their output (the bench, which reads it through [`subscribe`]). It must come
+/// before anything uses [`global`]; false when the sink was already set.
+pub fn set_global(sink: Sink) -> bool {
+    GLOBAL.set(sink).is_ok()
+}
+
 /// Every line the gateway's sink receives from now on (see [`Line`]): function output with
 /// [`Line::function`] set, access log lines without. A subscriber that falls more than
 /// [`SUBSCRIBER_BACKLOG`] lines behind misses the oldest (`RecvError::Lagged`) and goes on.

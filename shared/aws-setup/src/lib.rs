@@ -44,6 +44,24 @@ pub async fn load_with_endpoint(endpoint_url: &str, region: Option<&str>) -> Sdk
     loader.load().await
 }
 
+/// The variable that turns off the connection a function opens during init ([`preconnect`]).
+pub const PRECONNECT_VARIABLE: &str = "PRECONNECT";
+
+/// Whether a function opens its connection to AWS during init: yes unless `PRECONNECT` is
+/// `false`, `0` or `off`. Lambda runs init before it hands over the first event, so that event
+/// does not also wait for the connection and the SDK's first-request set-up
+/// (docs/bench/results.md, "A connection made during init").
+pub fn preconnect() -> bool {
+    preconnect_from(std::env::var(PRECONNECT_VARIABLE).ok().as_deref())
+}
+
+fn preconnect_from(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("false" | "0" | "off")
+    )
+}
+
 /// Sets up logging for a Lambda function: one JSON object per line (CloudWatch Logs Insights
 /// parses the fields), no timestamp (CloudWatch adds one), level from `RUST_LOG`.
 pub fn init_lambda_tracing() {
@@ -170,5 +188,20 @@ impl fmt::Display for ErrorChain<'_> {
             cause = error.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod preconnect_tests {
+    use super::preconnect_from;
+
+    #[test]
+    fn preconnect_is_on_unless_turned_off() {
+        assert!(preconnect_from(None));
+        assert!(preconnect_from(Some("true")));
+        assert!(preconnect_from(Some("")));
+        for off in ["false", "0", "off", " FALSE "] {
+            assert!(!preconnect_from(Some(off)), "{off:?}");
+        }
     }
 }

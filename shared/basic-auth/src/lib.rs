@@ -326,6 +326,18 @@ impl Authorizer {
         }
     }
 
+    /// Reads the expected credentials into the cache now (in a function's init, so that the
+    /// first request does not wait for Secrets Manager). A failure is only logged: the first
+    /// request reads the secret again, and denies or fails as it would have.
+    pub async fn prefetch(&self) {
+        if let Err(error) = self.credentials.get().await {
+            tracing::warn!(
+                error = %aws_setup::ErrorChain(&error),
+                "could not read the secret during init; the first request will try again"
+            );
+        }
+    }
+
     /// An authorizer reading the secret named in `config` through `client`.
     pub fn from_config(config: &Config, client: aws_sdk_secretsmanager::Client) -> Self {
         Self::new(

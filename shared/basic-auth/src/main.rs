@@ -9,6 +9,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sdk = aws_setup::load().await;
     let authorizer = Authorizer::from_config(&config, aws_sdk_secretsmanager::Client::new(&sdk));
+    if aws_setup::preconnect() {
+        // The secret is read during init, over the connection the first request would open.
+        authorizer.prefetch().await;
+    }
     let authorizer = &authorizer;
     run(service_fn(
         // HTTP API (payload 2.0) and REST API REQUEST events, told apart by their shape.

@@ -1,58 +1,45 @@
-//! `make bench`: what the project's own code costs, measured apart from AWS and moto, and what
-//! the local gateway costs.
+//! `make bench`: what the functions users deploy cost, side by side with the Python and Node.js
+//! handlers they would otherwise write, and what the project's own parts cost.
 //!
 //! 1. The Basic-auth decision (parse, two SHA-256 digests, constant-time compare), per request.
-//! 2. An SQS batch of 10 and a Kinesis batch of 100 records over distinct keys, written to an
-//!    in-memory store that answers each write after a fixed latency standing in for a DynamoDB
-//!    round trip: the consumers fan records out, so a batch costs about one round trip (SQS, 10
-//!    at once) or a few (Kinesis, 25 keys at once: the template's default `WriteConcurrency`),
-//!    not one per record.
-//! 3. The local gateway's Runtime API overhead per warm invoke (median, p99, mean), and its cold
-//!    start, with the probe fixture function ([`runtime_api`]).
-//! 4. The time from `make local` to its banner with a warm cargo cache, three runs and their
-//!    median ([`make_local`]; skipped without the project's `.venv`).
+//! 2. Every function of the templates, built with the release profile, run as Lambda runs it
+//!    through the local gateway's execution environment and Runtime API against a stand-in for
+//!    DynamoDB and Secrets Manager ([`stub_aws`]): init, first and warm invocations, peak
+//!    memory, sizes ([`functions`], [`subjects`]); and the seed-style Python (boto3,
+//!    awslambdaric) and Node.js (SDK v3) authorizer and consumers doing the same work.
+//! 3. Round trips under latency: the consumers against the stand-in answering each call after a
+//!    fixed delay, over batch sizes and write concurrencies ([`round_trips`]).
+//! 4. The first invocation with a connection made during init, and without ([`warmup`]).
+//! 5. The local gateway's Runtime API overhead per warm invoke ([`runtime_api`]) and the time
+//!    from `make local` to its banner ([`make_local`]; skipped without the project's `.venv`,
+//!    and with `--quick`).
 //!
-//! Results are printed; nothing here is asserted on time (speed goals live here, not in tests).
+//! 2 to 4 are written to `docs/bench/` (`--out`): `results.json`, `results.md` and the charts
+//! (`tools/bench/chart.py`, matplotlib). `--quick` measures once each, with the debug builds
+//! `make functions` made, into a temporary directory: the test that keeps this code working
+//! (`tests/one_iteration.rs`). Nothing here is asserted on time: speed goals live here, not in
+//! tests.
 
+mod functions;
 mod make_local;
+mod output;
+mod report;
+mod round_trips;
 mod runtime_api;
+mod stub_aws;
+mod subjects;
+mod warmup;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use dynamo_writer::{EventStore, Item, MemoryStore, PutOutcome, StoreError};
-use futures::future::BoxFuture;
 
-/// An in-memory store whose every write takes `latency`, like a network round trip.
-struct SlowStore {
-    inner: MemoryStore,
-    latency: Duration,
-}
+use crate::functions::{Host, Runtime};
+use crate::report::{FunctionResult, Results, RoundTrip};
 
-impl EventStore for SlowStore {
-    fn put_if_absent(&self, item: Item) -> BoxFuture<'_, Result<PutOutcome, StoreError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.latency).await;
-            self.inner.put_if_absent(item).await
-        })
-    }
-
-    fn put_if_newer<'a>(
-        &'a self,
-        item: Item,
-        version: &'a str,
-    ) -> BoxFuture<'a, Result<PutOutcome, StoreError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.latency).await;
-            self.inner.put_if_newer(item, version).await
-        })
-    }
-}
-
-fn authorizer_bench() {
+fn authorizer_bench(rounds: u32) {
     let expected = basic_auth::Credentials {
         username: "api-user".into(),
         password: "x".repeat(32),
@@ -61,7 +48,6 @@ fn authorizer_bench() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("api-user:{}", "x".repeat(32)))
     );
-    let rounds = 200_000u32;
     let started = Instant::now();
     let mut allowed = 0u32;
     for _ in 0..rounds {
@@ -73,56 +59,223 @@ fn authorizer_bench() {
     println!("basic-auth decision: {per:?} per request ({allowed} allowed of {rounds})");
 }
 
-async fn sqs_bench(latency: Duration) -> anyhow::Result<()> {
-    let store = Arc::new(SlowStore {
-        inner: MemoryStore::new("eventId"),
-        latency,
+/// What the command line asked for.
+#[derive(Debug)]
+struct Options {
+    /// One measurement of each, debug builds, no `make local`.
+    quick: bool,
+    /// Where the results go.
+    out: PathBuf,
+    /// The local gateway to launch environments with, instead of building it.
+    launcher: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: patterns-bench [--quick] [--out DIR] [--launcher PATH]
+  --quick          measure each thing once, with the debug builds of `make functions`, and skip
+                   `make local` (what the test of the bench runs)
+  --out DIR        where results.json, results.md and the charts go (default docs/bench)
+  --launcher PATH  the local-gateway binary that starts the environments (default: built here)";
+
+fn options(
+    root: &Path,
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> anyhow::Result<Options> {
+    let mut options = Options {
+        quick: false,
+        out: root.join("docs/bench"),
+        launcher: None,
+    };
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--quick") => options.quick = true,
+            Some("--out") => {
+                options.out = PathBuf::from(args.next().context("--out needs a directory")?);
+            }
+            Some("--launcher") => {
+                let path = args.next().context("--launcher needs a path")?;
+                options.launcher = Some(PathBuf::from(path));
+            }
+            Some("--help" | "-h") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {arg:?}\n{USAGE}"),
+        }
+    }
+    Ok(options)
+}
+
+/// One line about the machine, for the results.
+async fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let version = |program: &'static str, arg: &'static str| async move {
+        tokio::process::Command::new(program)
+            .arg(arg)
+            .output()
+            .await
+            .ok()
+            .map(|o| {
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text).trim().to_owned()
+            })
+            .unwrap_or_else(|| format!("{program}: not found"))
+    };
+    let date = version("date", "-u").await;
+    format!(
+        "Measured {date} on {cpu} ({cores} cores), x86_64 Linux; {}, {}, Node.js {}.",
+        version("rustc", "--version").await,
+        version("python3", "--version").await,
+        version("node", "--version").await,
+    )
+}
+
+/// Part 2 to 4: the functions, the seeds, round trips and the warm-up, written to `options.out`.
+async fn compare(root: &Path, options: &Options) -> anyhow::Result<()> {
+    output::keep_quietly();
+    let profile = if options.quick { "debug" } else { "release" };
+    println!("building every function of template.yaml ({profile} profile) and the local gateway");
+    let rust = subjects::rust_functions(root, !options.quick).await?;
+    let seeds = subjects::seeds(root)?;
+    let launcher = match &options.launcher {
+        Some(path) => path.clone(),
+        None => {
+            local_gateway::functions::build::cargo_executable(
+                root,
+                &["--locked", "-p", "local-gateway", "--bin", "local-gateway"],
+                "local-gateway",
+            )
+            .await?
+        }
+    };
+    let stub = stub_aws::StubAws::start().await?;
+    let host = Host {
+        launcher,
+        endpoint: stub.endpoint().to_owned(),
+    };
+    let (cold, warm) = if options.quick { (1, 1) } else { (10, 100) };
+    println!("each function: {cold} cold starts, then {warm} warm invocations");
+    let mut functions = Vec::new();
+    for function in &rust {
+        let subject = &function.subject;
+        let measured = functions::measure(&host, root, subject, &[], cold, warm)
+            .await
+            .with_context(|| format!("measuring {}", subject.label()))?;
+        let size = subjects::rust_size(root, function)?;
+        functions.push(FunctionResult::new(subject, &measured, &size));
+    }
+    for subject in &seeds {
+        let measured = functions::measure(&host, root, subject, &[], cold, warm)
+            .await
+            .with_context(|| format!("measuring {}", subject.label()))?;
+        functions.push(FunctionResult::new(
+            subject,
+            &measured,
+            &subjects::seed_size(subject),
+        ));
+    }
+    functions.sort_by_key(|f| {
+        (
+            order(f.workload),
+            f.runtime != Runtime::Rust.label(),
+            f.runtime,
+        )
     });
-    let consumer = sqs_buffer_consumer::Consumer::new(store, 10);
-    let records: Vec<_> = (0..10)
-        .map(|i| serde_json::json!({"messageId": format!("m-{i}"), "body": format!("{{\"eventId\":\"e-{i}\"}}")}))
-        .collect();
-    let event = serde_json::from_value(serde_json::json!({ "Records": records }))?;
-    let started = Instant::now();
-    let answer = consumer.handle(event).await?;
-    let took = started.elapsed();
+    for f in &functions {
+        println!(
+            "  {:<28} {:<8} init {:>7.1} ms  first {:>7.1} ms  warm {:>7.2} ms (p99 {:>7.2})  peak {:>5.1} MiB",
+            f.workload,
+            f.runtime,
+            f.init_ms,
+            f.first_ms,
+            f.warm_median_ms,
+            f.warm_p99_ms,
+            f.peak_mib
+        );
+    }
+
+    let plan = if options.quick {
+        round_trips::Plan {
+            delay: Duration::from_millis(5),
+            batches: vec![1, 10],
+            concurrencies: vec![1, 10],
+            repeats: 1,
+        }
+    } else {
+        round_trips::Plan {
+            delay: Duration::from_millis(20),
+            batches: vec![1, 10, 100],
+            concurrencies: vec![1, 2, 5, 10, 25, 50, 100],
+            repeats: 3,
+        }
+    };
     println!(
-        "sqs-buffer batch of 10, {latency:?} per write: {took:?} ({:.1} round trips, {} failures)",
-        took.as_secs_f64() / latency.as_secs_f64(),
-        answer.batch_item_failures.len()
+        "round trips: every call answered after {:?}, batches {:?}, write concurrency {:?}",
+        plan.delay, plan.batches, plan.concurrencies
     );
+    let mut subjects_all: Vec<_> = rust.iter().map(|f| f.subject.clone()).collect();
+    subjects_all.extend(seeds.iter().cloned());
+    let points = round_trips::sweep(&host, &stub, root, &subjects_all, &plan)
+        .await
+        .context("round trips under latency")?;
+    for p in &points {
+        println!(
+            "  {:<18} {:<8} batch {:>3}  concurrency {:>3}: {:>8.1?} = {:>5.2} round trips",
+            p.workload.label(),
+            p.runtime.label(),
+            p.batch,
+            p.concurrency,
+            p.took,
+            p.round_trips
+        );
+    }
+
+    println!(
+        "the first invocation, with the connection made during init (PRECONNECT) and without:"
+    );
+    let warmups = warmup::compare(&host, root, &rust, if options.quick { 1 } else { 15 })
+        .await
+        .context("the first invocation with a connection made during init")?;
+
+    let results = Results {
+        machine: machine().await,
+        settings: if options.quick {
+            "`patterns-bench --quick`: one measurement each, debug builds; not figures to quote."
+                .into()
+        } else {
+            format!(
+                "`make bench`: release builds; {cold} cold starts and {warm} warm invocations per function; \
+                 128 MB declared (not enforced here); DynamoDB and Secrets Manager answered by a stand-in on loopback."
+            )
+        },
+        functions,
+        delay_ms: plan.delay.as_secs_f64() * 1e3,
+        round_trips: points.iter().map(RoundTrip::from).collect(),
+        warmup: warmups,
+    };
+    let python = root.join(".venv-bench/bin/python");
+    results.write(&options.out, root, &python).await?;
+    println!("results written to {}", options.out.display());
     Ok(())
 }
 
-async fn kinesis_bench(latency: Duration) -> anyhow::Result<()> {
-    let store = Arc::new(SlowStore {
-        inner: MemoryStore::new("eventId"),
-        latency,
-    });
-    let consumer = kinesis_stream_consumer::Consumer::new(store, 25, 1024 * 1024);
-    let records = (0..100)
-        .map(|i| batch_consumer::kinesis::KinesisEventRecord {
-            event_id: Some(format!("shardId-000000000000:{}", i + 1)),
-            event_source_arn: None,
-            kinesis: batch_consumer::kinesis::KinesisData {
-                partition_key: format!("key-{i}"),
-                sequence_number: (i + 1).to_string(),
-                data: base64::engine::general_purpose::STANDARD.encode(format!("{{\"n\":{i}}}")),
-                approximate_arrival_timestamp: None,
-            },
-        })
-        .collect();
-    let started = Instant::now();
-    let answer = consumer
-        .handle(batch_consumer::kinesis::KinesisEvent { records })
-        .await?;
-    let took = started.elapsed();
-    println!(
-        "kinesis-stream batch of 100 over distinct keys, {latency:?} per write: {took:?} ({:.1} round trips, {} failures)",
-        took.as_secs_f64() / latency.as_secs_f64(),
-        answer.batch_item_failures.len()
-    );
-    Ok(())
+/// The tables' order of the workloads.
+fn order(label: &str) -> usize {
+    ["authorizer", "SQS consumer", "Kinesis consumer"]
+        .iter()
+        .position(|l| *l == label)
+        .unwrap_or(usize::MAX)
 }
 
 /// The `p`th percentile (nearest rank) of `sorted`, which must be in ascending order.
@@ -145,20 +298,26 @@ fn repo_root() -> anyhow::Result<PathBuf> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(runtime_api::CHILD_FLAG)) {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().map(std::ffi::OsString::as_os_str)
+        == Some(std::ffi::OsStr::new(runtime_api::CHILD_FLAG))
+    {
+        args.next();
         return runtime_api::child(args).await;
     }
-    authorizer_bench();
-    let latency = Duration::from_millis(10);
-    sqs_bench(latency).await?;
-    kinesis_bench(latency).await?;
     let root = repo_root()?;
-    runtime_api::bench(&root)
+    let options = options(&root, args)?;
+    authorizer_bench(if options.quick { 1_000 } else { 200_000 });
+    compare(&root, &options).await?;
+    runtime_api::bench(&root, if options.quick { 10 } else { 2_000 })
         .await
         .context("runtime API overhead")?;
-    make_local::bench(&root)
-        .await
-        .context("make local to its banner")?;
+    if options.quick {
+        println!("make local to its banner: skipped (--quick)");
+    } else {
+        make_local::bench(&root)
+            .await
+            .context("make local to its banner")?;
+    }
     Ok(())
 }

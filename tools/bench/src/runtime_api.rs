@@ -27,14 +27,11 @@ use serde_json::{Value, json};
 /// The argument that makes the bench the child process that invokes.
 pub const CHILD_FLAG: &str = "--runtime-api-child";
 
-/// Warm invokes measured.
-const WARM_INVOKES: usize = 2_000;
-
 /// Lines of the child's stderr shown when it fails.
 const TAIL_LINES: usize = 20;
 
 /// Builds the launcher and the probe, then measures in a child process.
-pub async fn bench(root: &Path) -> Result<()> {
+pub async fn bench(root: &Path, warm_invokes: usize) -> Result<()> {
     let launcher = cargo_executable(
         root,
         &["--locked", "-p", "local-gateway", "--bin", "local-gateway"],
@@ -56,6 +53,7 @@ pub async fn bench(root: &Path) -> Result<()> {
         .arg(CHILD_FLAG)
         .arg(&launcher)
         .arg(&probe)
+        .arg(warm_invokes.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(file)
@@ -75,10 +73,16 @@ pub async fn bench(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The child process: `args` are the launcher and the function's binary.
+/// The child process: `args` are the launcher, the function's binary and how many warm invokes
+/// to measure.
 pub async fn child(mut args: impl Iterator<Item = OsString>) -> Result<()> {
     let launcher = PathBuf::from(args.next().context("the launcher's path is missing")?);
     let binary = PathBuf::from(args.next().context("the function's binary is missing")?);
+    let warm_invokes: usize = args
+        .next()
+        .and_then(|n| n.to_str().and_then(|n| n.parse().ok()))
+        .filter(|n| *n > 0)
+        .context("the number of warm invokes is missing")?;
     let spec = Spec {
         id: "BenchProbe".into(),
         name: "bench-probe".into(),
@@ -105,8 +109,8 @@ pub async fn child(mut args: impl Iterator<Item = OsString>) -> Result<()> {
     let cold = started.elapsed();
     check(answer).context("the cold invoke failed")?;
 
-    let mut warm = Vec::with_capacity(WARM_INVOKES);
-    for n in 1..=WARM_INVOKES {
+    let mut warm = Vec::with_capacity(warm_invokes);
+    for n in 1..=warm_invokes {
         let payload = event.clone();
         let started = Instant::now();
         let answer = function.invoke(payload).await;
@@ -114,21 +118,21 @@ pub async fn child(mut args: impl Iterator<Item = OsString>) -> Result<()> {
         check(answer).with_context(|| format!("warm invoke {n} failed"))?;
     }
     let (environments, cold_starts) = function.environment_counts();
-    let mean = warm.iter().sum::<Duration>() / WARM_INVOKES as u32;
+    let mean = warm.iter().sum::<Duration>() / warm_invokes as u32;
     warm.sort_unstable();
     println!(
         "runtime API, probe function (its debug build; measured: the gateway's side, loopback HTTP and the runtime client):"
     );
     println!("  cold start, including init: {cold:?}");
     println!(
-        "  {WARM_INVOKES} warm invokes in sequence: median {}, p99 {}, mean {} ({environments} environment, {cold_starts} cold start)",
+        "  {warm_invokes} warm invokes in sequence: median {}, p99 {}, mean {} ({environments} environment, {cold_starts} cold start)",
         micros(crate::percentile(&warm, 50.0)),
         micros(crate::percentile(&warm, 99.0)),
         micros(mean),
     );
     println!(
         "  (the {} START/END/REPORT lines went to a file, not the terminal)",
-        3 * (WARM_INVOKES + 1)
+        3 * (warm_invokes + 1)
     );
     Ok(())
 }

@@ -136,18 +136,22 @@ pub fn lambda_variables(spec: &Spec, runtime_api: &str) -> BTreeMap<String, Stri
     vars
 }
 
-/// Peak resident memory of `pid` so far, in MB (`VmHWM`), rounded up.
-fn peak_memory_mb(pid: u32) -> Option<u64> {
+/// Peak resident memory of the process `pid` so far (`VmHWM`), in kB.
+pub fn peak_memory_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kb.div_ceil(1024))
+        .ok()
+}
+
+/// Peak resident memory of `pid` so far, in MB, rounded up.
+fn peak_memory_mb(pid: u32) -> Option<u64> {
+    peak_memory_kb(pid).map(|kb| kb.div_ceil(1024))
 }
 
 /// Sends each line the environment started by `command` writes on `stream` (its stdout or
