@@ -88,7 +88,7 @@ def round_trips_chart(results, path):
                         [p["round_trips"] for p in seed],
                         marker=marker,
                         color=COLOURS[runtime],
-                        label=f"{runtime}, batch of {batch}" if n == len(batches) - 1 else None,
+                        label=f"{runtime} (one write after another)" if n == 0 else None,
                         zorder=3,
                     )
         axis.set_xscale("log")

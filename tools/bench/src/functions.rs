@@ -94,18 +94,35 @@ impl Workload {
         }
     }
 
-    /// The variables the function needs (its template's, with stand-in names).
-    fn variables(self) -> BTreeMap<String, String> {
+    /// The variables the function needs (its template's, with stand-in names), and the
+    /// template's default `WriteConcurrency` for the two consumers that take one.
+    fn variables(self, root: &Path) -> Result<BTreeMap<String, String>> {
         let pairs: &[(&str, &str)] = match self {
             Workload::Authorizer => &[("SECRET_ID", "bench-secret")],
             Workload::SqsBatch | Workload::KinesisBatch => &[("TABLE_NAME", "bench-events")],
             Workload::UserApi => &[("TABLE_NAME", "bench-users")],
             Workload::Processor | Workload::ErrorHandler => &[("TABLE_NAME", "bench-jobs")],
         };
-        pairs
+        let mut variables: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+            .collect();
+        let pattern = match self {
+            Workload::SqsBatch => Some("sqs-buffer"),
+            Workload::KinesisBatch => Some("kinesis-stream"),
+            _ => None,
+        };
+        if let Some(pattern) = pattern {
+            let path = root.join("patterns").join(pattern).join("template.yaml");
+            let template = local_gateway::cfn::Template::load(&path)?;
+            let default = template
+                .doc
+                .pointer("/Parameters/WriteConcurrency/Default")
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .with_context(|| format!("{} has no WriteConcurrency default", path.display()))?;
+            variables.insert("WRITE_CONCURRENCY".into(), default);
+        }
+        Ok(variables)
     }
 
     /// The event of one invocation; `batch` sizes the SQS and Kinesis batches (10 and 100 in
@@ -238,18 +255,20 @@ pub struct Host {
     pub launcher: PathBuf,
     /// `AWS_ENDPOINT_URL` of every function.
     pub endpoint: String,
+    /// The repository (its templates give the consumers' default `WriteConcurrency`).
+    pub root: PathBuf,
 }
 
 impl Host {
     /// The execution environment's settings for `subject`, with `extra` variables on top
     /// (`WRITE_CONCURRENCY` in the round-trip measurement).
-    pub fn spec(&self, subject: &Subject, extra: &[(&str, String)]) -> Arc<Spec> {
+    pub fn spec(&self, subject: &Subject, extra: &[(&str, String)]) -> Result<Arc<Spec>> {
         let name = format!(
             "bench-{}-{}",
             subject.workload.label().replace(' ', "-"),
             subject.runtime.label().to_lowercase().replace('.', "")
         );
-        let mut variables = subject.workload.variables();
+        let mut variables = subject.workload.variables(&self.root)?;
         variables.extend(subject.variables.clone());
         if subject.runtime == Runtime::Rust {
             // As every template sets them (Globals and each function's Variables).
@@ -259,7 +278,7 @@ impl Host {
         for (k, v) in extra {
             variables.insert((*k).to_owned(), v.clone());
         }
-        Arc::new(Spec {
+        Ok(Arc::new(Spec {
             id: name.clone(),
             arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
             log_group: format!("/aws/lambda/{name}"),
@@ -274,7 +293,7 @@ impl Host {
             log_level: None,
             region: "us-east-1".into(),
             endpoint: self.endpoint.clone(),
-        })
+        }))
     }
 }
 
@@ -350,7 +369,7 @@ pub async fn measure(
     mut cold: usize,
     mut warm: usize,
 ) -> Result<Measured> {
-    let spec = host.spec(subject, extra);
+    let spec = host.spec(subject, extra)?;
     let batch = match subject.workload {
         Workload::KinesisBatch => 100,
         _ => 10,

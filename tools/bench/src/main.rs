@@ -163,6 +163,7 @@ async fn compare(root: &Path, options: &Options) -> anyhow::Result<()> {
     let host = Host {
         launcher,
         endpoint: stub.endpoint().to_owned(),
+        root: root.to_path_buf(),
     };
     let (cold, warm) = if options.quick { (1, 1) } else { (10, 100) };
     println!("each function: {cold} cold starts, then {warm} warm invocations");
@@ -185,13 +186,7 @@ async fn compare(root: &Path, options: &Options) -> anyhow::Result<()> {
             &subjects::seed_size(subject),
         ));
     }
-    functions.sort_by_key(|f| {
-        (
-            order(f.workload),
-            f.runtime != Runtime::Rust.label(),
-            f.runtime,
-        )
-    });
+    functions.sort_by_key(|f| (order(f.workload), order_of_runtime(f.runtime)));
     for f in &functions {
         println!(
             "  {:<28} {:<8} init {:>7.1} ms  first {:>7.1} ms  warm {:>7.2} ms (p99 {:>7.2})  peak {:>5.1} MiB",
@@ -268,6 +263,14 @@ async fn compare(root: &Path, options: &Options) -> anyhow::Result<()> {
     results.write(&options.out, root, &python).await?;
     println!("results written to {}", options.out.display());
     Ok(())
+}
+
+/// The tables' order of the runtimes: Rust, Python, Node.js.
+fn order_of_runtime(label: &str) -> usize {
+    [Runtime::Rust, Runtime::Python, Runtime::Node]
+        .iter()
+        .position(|r| r.label() == label)
+        .unwrap_or(usize::MAX)
 }
 
 /// The tables' order of the workloads.

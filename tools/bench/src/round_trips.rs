@@ -68,7 +68,7 @@ pub async fn sweep(
             let event = subject.workload.event(root, batch)?;
             for &concurrency in &concurrencies {
                 let extra = [("WRITE_CONCURRENCY", concurrency.to_string())];
-                let spec = host.spec(subject, &extra);
+                let spec = host.spec(subject, &extra)?;
                 let mut env = functions::start(&spec).await?;
                 stub.set_delay(plan.delay);
                 functions::invoke(&spec, &mut env, &event).await?;
