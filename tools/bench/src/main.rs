@@ -106,7 +106,7 @@ fn options(
 }
 
 /// One line about the machine, for the results.
-async fn machine() -> String {
+async fn machine(root: &Path) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -116,8 +116,8 @@ async fn machine() -> String {
         })
         .unwrap_or_else(|| "an unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let version = |program: &'static str, arg: &'static str| async move {
-        tokio::process::Command::new(program)
+    let version = |program: String, arg: &'static str| async move {
+        tokio::process::Command::new(&program)
             .arg(arg)
             .output()
             .await
@@ -132,12 +132,16 @@ async fn machine() -> String {
             })
             .unwrap_or_else(|| format!("{program}: not found"))
     };
-    let date = version("date", "-u").await;
+    let date = version("date".into(), "-u").await;
+    let node = root
+        .join(".venv-bench/nodejs/bin/node")
+        .display()
+        .to_string();
     format!(
         "Measured {date} on {cpu} ({cores} cores), x86_64 Linux; {}, {}, Node.js {}.",
-        version("rustc", "--version").await,
-        version("python3", "--version").await,
-        version("node", "--version").await,
+        version("rustc".into(), "--version").await,
+        version("python3".into(), "--version").await,
+        version(node, "--version").await,
     )
 }
 
@@ -244,7 +248,7 @@ async fn compare(root: &Path, options: &Options) -> anyhow::Result<()> {
         .context("the first invocation with a connection made during init")?;
 
     let results = Results {
-        machine: machine().await,
+        machine: machine(root).await,
         settings: if options.quick {
             "`patterns-bench --quick`: one measurement each, debug builds; not figures to quote."
                 .into()

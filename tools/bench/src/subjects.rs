@@ -92,7 +92,15 @@ pub fn seeds(root: &Path) -> Result<Vec<Subject>> {
             modules.display()
         );
     }
-    let node = which("node").context("node is not on PATH (the Node.js seeds need it)")?;
+    // Node.js 20 from PyPI, linked by `make bench-envs`; the Node.js of the machine, if any, is
+    // not used, so that every run measures the same version.
+    let node = root.join(".venv-bench/nodejs/bin/node");
+    if !node.exists() {
+        bail!(
+            "{} is missing: `make bench-envs` installs Node.js into .venv-bench",
+            node.display()
+        );
+    }
     let mut subjects = Vec::new();
     for (workload, module, file) in [
         (Workload::Authorizer, "authorizer", "authorizer"),
@@ -119,14 +127,6 @@ pub fn seeds(root: &Path) -> Result<Vec<Subject>> {
         });
     }
     Ok(subjects)
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    })
 }
 
 /// How big a function's deployment is.
