@@ -49,11 +49,6 @@ pub struct FunctionResult {
 impl FunctionResult {
     /// The figures of `subject`.
     pub fn new(subject: &Subject, measured: &Measured, size: &Size) -> Self {
-        let median = |v: &[Duration]| {
-            let mut v = v.to_vec();
-            v.sort_unstable();
-            ms(crate::percentile(&v, 50.0))
-        };
         let mut warm = measured.warm.clone();
         warm.sort_unstable();
         Self {
@@ -61,8 +56,8 @@ impl FunctionResult {
             runtime: subject.runtime.label(),
             event: subject.workload.event_label(),
             cold_starts: measured.init.len(),
-            init_ms: median(&measured.init),
-            first_ms: median(&measured.first),
+            init_ms: median_ms(&measured.init),
+            first_ms: median_ms(&measured.first),
             warm_invocations: warm.len(),
             warm_median_ms: ms(crate::percentile(&warm, 50.0)),
             warm_p99_ms: ms(crate::percentile(&warm, 99.0)),
@@ -140,6 +135,13 @@ pub struct Results {
     pub round_trips: Vec<RoundTrip>,
     /// Connection during init, or not.
     pub warmup: Vec<Warmup>,
+}
+
+/// The median of `times` (in any order), in ms.
+pub fn median_ms(times: &[Duration]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    ms(crate::percentile(&sorted, 50.0))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use crate::functions::{self, Host, Workload};
-use crate::report::Warmup;
+use crate::report::{Warmup, median_ms};
 use crate::subjects::RustFunction;
 
 /// Measures each function `cold` times with `PRECONNECT` off and on, with 20 warm invocations
@@ -34,18 +34,13 @@ pub async fn compare(
             let measured = functions::measure(host, root, subject, &extra, cold, warm)
                 .await
                 .with_context(|| format!("{} with PRECONNECT={preconnect}", subject.label()))?;
-            let median = |v: &[std::time::Duration]| {
-                let mut v = v.to_vec();
-                v.sort_unstable();
-                crate::percentile(&v, 50.0).as_secs_f64() * 1e3
-            };
             let w = Warmup {
                 workload: subject.workload.label(),
                 preconnect,
                 cold_starts: measured.init.len(),
-                init_ms: median(&measured.init),
-                first_ms: median(&measured.first),
-                warm_median_ms: median(&measured.warm),
+                init_ms: median_ms(&measured.init),
+                first_ms: median_ms(&measured.first),
+                warm_median_ms: median_ms(&measured.warm),
             };
             println!(
                 "  {:<28} PRECONNECT={:<5} init {:>6.1} ms  first {:>6.2} ms  init + first {:>6.1} ms  warm {:>5.2} ms",

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         batch_metrics::Pattern::AsyncInvoke,
         batch_metrics::Function::ErrorHandler,
     );
-    let handler = ErrorHandler::from_config(&config, dynamodb.clone()).with_metrics(metrics);
+    let handler = ErrorHandler::from_config(&config, dynamodb).with_metrics(metrics);
     let handler = &handler;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         batch_metrics::Pattern::AsyncInvoke,
         batch_metrics::Function::Processor,
     );
-    let processor = Processor::from_config(&config, dynamodb.clone()).with_metrics(metrics);
+    let processor = Processor::from_config(&config, dynamodb).with_metrics(metrics);
     let processor = &processor;
     run(service_fn(
         move |event: LambdaEvent<JobRequest>| async move {

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         batch_metrics::Pattern::KinesisStream,
         batch_metrics::Function::Consumer,
     );
-    let consumer = Consumer::from_config(&config, dynamodb.clone()).with_metrics(metrics);
+    let consumer = Consumer::from_config(&config, dynamodb).with_metrics(metrics);
     let consumer = &consumer;
     run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
