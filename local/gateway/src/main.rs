@@ -27,12 +27,14 @@ fn usage() -> &'static str {
     "usage: local-gateway --endpoint URL [--template PATH] [--port N] [--stack-name NAME] \
      [--state-file PATH] [--region REGION] [--parameter-overrides \"Name=Value ...\"] \
      [--python PATH] [--async-retry-seconds N] [--lambda-port N] [--release] [--concurrency N] \
-     [--metric-minute SECONDS] [--build-only]\n\
+     [--metric-minute SECONDS] [--function-endpoint URL] [--function-binary ID=PATH] [--build-only]\n\
      --build-only builds every function of the template and exits; \
      --release builds the functions with cargo's release profile; --concurrency caps the \
      execution environments of a function without reserved concurrency (default 32); \
      --metric-minute is how long one CloudWatch minute lasts locally, for alarm periods and \
-     metric sampling (default 1 second)"
+     metric sampling (default 1 second); --function-endpoint is the AWS endpoint the functions \
+     use instead of --endpoint (a fault-injecting proxy in front of moto, say); --function-binary \
+     runs the executable PATH for the function ID (Stack.LogicalId) instead of its build"
 }
 
 fn parse_args() -> Result<Mode> {
@@ -51,6 +53,8 @@ fn parse_args() -> Result<Mode> {
         concurrency: local_gateway::functions::DEFAULT_CONCURRENCY,
         metric_minute: std::time::Duration::from_secs(1),
         launcher: std::env::current_exe().context("cannot find the gateway's own executable")?,
+        function_endpoint: None,
+        function_binaries: BTreeMap::new(),
     };
     let mut raw_overrides = Vec::new();
     let mut build_only = false;
@@ -94,6 +98,19 @@ fn parse_args() -> Result<Mode> {
                     .context("--lambda-port must be a port number")?
             }
             "--release" => options.release = true,
+            "--function-endpoint" => options.function_endpoint = Some(value()?),
+            "--function-binary" => {
+                let pair = value()?;
+                let (id, path) = pair
+                    .split_once('=')
+                    .filter(|(id, path)| !id.is_empty() && !path.is_empty())
+                    .with_context(|| {
+                        format!("--function-binary takes ID=PATH, got {pair:?}\n{}", usage())
+                    })?;
+                let path = std::fs::canonicalize(path)
+                    .with_context(|| format!("--function-binary {id}: cannot read {path}"))?;
+                options.function_binaries.insert(id.to_owned(), path);
+            }
             "--build-only" => build_only = true,
             "--concurrency" => {
                 options.concurrency = value()?

@@ -46,6 +46,12 @@ pub struct Options {
     pub launcher: PathBuf,
     /// How long one CloudWatch minute lasts locally: alarm periods and metric sampling.
     pub metric_minute: std::time::Duration,
+    /// The endpoint the functions' SDK clients use (`AWS_ENDPOINT_URL`), when not moto's own:
+    /// a proxy in front of moto, say, that injects faults into what the functions see only.
+    pub function_endpoint: Option<String>,
+    /// Executables that replace the build of a function (by id, `Stack.LogicalId`), as
+    /// `sam local invoke` runs whatever `sam build` left: a test runs a changed build this way.
+    pub function_binaries: BTreeMap<String, PathBuf>,
 }
 
 /// A running local stack.
@@ -74,10 +80,27 @@ pub async fn start(options: &Options) -> Result<Running> {
     let mut next_port = options.port;
     let mut described = serde_json::Map::new();
     // Functions first: asynchronous invokes and destinations may cross from one to another.
-    let binaries = functions::build::build_all(&stacks, options.release).await?;
+    let mut binaries = functions::build::build_all(&stacks, options.release).await?;
+    for (id, binary) in &options.function_binaries {
+        anyhow::ensure!(
+            binaries.contains_key(id),
+            "--function-binary {id}: the template has no function {id} (functions: {})",
+            binaries.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        anyhow::ensure!(
+            binary.is_file(),
+            "--function-binary {id}: {} is not a file",
+            binary.display()
+        );
+        tracing::warn!(function = %id, binary = %binary.display(), "running a replacement binary instead of the function's build");
+        binaries.insert(id.clone(), binary.clone());
+    }
     let run_options = functions::RunOptions {
         launcher: options.launcher.clone(),
-        endpoint: options.endpoint.clone(),
+        endpoint: options
+            .function_endpoint
+            .clone()
+            .unwrap_or_else(|| options.endpoint.clone()),
         region: options.region.clone(),
         default_concurrency: options.concurrency,
     };

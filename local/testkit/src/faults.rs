@@ -27,7 +27,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn answer(self) -> (StatusCode, String) {
+    /// The status and JSON body DynamoDB answers with this error.
+    pub fn answer(self) -> (StatusCode, String) {
         let (status, kind, message, extra) = match self {
             Fault::InternalServerError => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -184,7 +185,9 @@ async fn forward(
     }
 }
 
-async fn pass_through(
+/// Sends `request` on to `upstream` as it came (but for its `Host` and length) and returns the
+/// upstream's answer as it came.
+pub async fn pass_through(
     request: Request<Body>,
     client: &reqwest::Client,
     upstream: &str,
@@ -213,7 +216,8 @@ async fn pass_through(
     Ok(response.body(Body::from(bytes))?)
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+/// A response with `status`, `content_type` and `body`.
+pub fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response
