@@ -22,13 +22,13 @@ use anyhow::{Context as _, Result, bail};
 
 fn usage() -> &'static str {
     "usage: patterns-chaos [--requests N] [--seed S] [--concurrency N] [--out DIR] \
-     [--gateway PATH] [--function-binary ID=PATH]... [--no-faults]\n\
+     [--gateway PATH] [--function-binary ID=PATH]... [--no-faults] [--patterns A,B]\n\
      --requests: over the four patterns (default 10000); --seed: replays a run (default: \
      random, printed); --concurrency: requests in flight outside the burst (default 16); --out: \
      the gateway's log, state and report.json (default .local/chaos); --gateway: the \
      local-gateway executable (default: beside this one); --function-binary: run PATH for the \
      function ID instead of its build (the gateway's option); --no-faults: the same load on a \
-     healthy stack"
+     healthy stack; --patterns: drive only these (SqsBuffer, UserApi, KinesisStream, AsyncInvoke)"
 }
 
 fn parse() -> Result<run::Options> {
@@ -43,6 +43,7 @@ fn parse() -> Result<run::Options> {
         concurrency: 16,
         function_binaries: Vec::new(),
         faults: true,
+        patterns: patterns::PATTERNS.iter().map(|k| (*k).to_owned()).collect(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,6 +70,25 @@ fn parse() -> Result<run::Options> {
             "--gateway" => options.gateway = value()?.into(),
             "--function-binary" => options.function_binaries.push(value()?),
             "--no-faults" => options.faults = false,
+            "--patterns" => {
+                let list = value()?;
+                options.patterns = list
+                    .split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                for key in &options.patterns {
+                    if !patterns::PATTERNS.contains(&key.as_str()) {
+                        bail!(
+                            "--patterns: unknown pattern {key:?} (one of {})",
+                            patterns::PATTERNS.join(", ")
+                        );
+                    }
+                }
+                if options.patterns.is_empty() {
+                    bail!("--patterns needs at least one pattern");
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use crate::gateway::{Gateway, Launch};
-use crate::patterns::{self, PATTERNS, Report, Target, Workload};
+use crate::patterns::{self, Report, Target, Workload};
 use crate::proxy::{Proxy, Weather};
 use crate::usage::Usage;
 
@@ -59,6 +59,8 @@ pub struct Options {
     pub function_binaries: Vec<String>,
     /// Inject faults (on by default; off to measure the healthy stack).
     pub faults: bool,
+    /// The patterns to drive (state-file keys; default all of [`PATTERNS`]).
+    pub patterns: Vec<String>,
 }
 
 /// One step of the fault schedule, at a share of the requests sent.
@@ -213,6 +215,7 @@ pub async fn run(options: &Options) -> Result<RunReport> {
         .build()?;
     let targets = Arc::new(std::sync::RwLock::new(targets_of(
         &gateway.lock().await.state,
+        &options.patterns,
         &sdk,
         &http,
     )?));
@@ -306,7 +309,7 @@ pub async fn run(options: &Options) -> Result<RunReport> {
                     let g = gateway.lock().await;
                     usage.gateway_restarted(g.pid());
                     *targets.write().unwrap_or_else(|e| e.into_inner()) =
-                        targets_of(&g.state, &sdk, &http)?;
+                        targets_of(&g.state, &options.patterns, &sdk, &http)?;
                     count(&faults, "gateway restarted", 1);
                 }
                 Step::Burst(n) => {
@@ -542,21 +545,21 @@ async fn kill_environments(
     killed
 }
 
-/// The workloads' targets from the gateway's state file, in [`PATTERNS`] order.
+/// The targets of the patterns `keys` from the gateway's state file, in that order.
 fn targets_of(
     state: &Value,
+    keys: &[String],
     sdk: &aws_setup::SdkConfig,
     http: &reqwest::Client,
 ) -> Result<Vec<Target>> {
-    PATTERNS
-        .iter()
+    keys.iter()
         .map(|key| {
-            let pattern = state["patterns"][*key].clone();
+            let pattern = state["patterns"][key.as_str()].clone();
             if !pattern.is_object() {
                 bail!("the stack has no pattern {key}");
             }
             Ok(Target {
-                key: (*key).to_owned(),
+                key: key.clone(),
                 pattern,
                 signing: state["signing"].clone(),
                 region: state["region"].as_str().unwrap_or("us-east-1").to_owned(),
