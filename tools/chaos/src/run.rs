@@ -220,9 +220,9 @@ pub async fn run(options: &Options) -> Result<RunReport> {
         &http,
     )?));
     // The plan: requests split evenly over the patterns, interleaved in a seeded order.
-    let per_pattern = options.requests / PATTERNS.len();
+    let per_pattern = options.requests / options.patterns.len().max(1);
     let mut workloads: Vec<Arc<dyn Workload>> = Vec::new();
-    for key in PATTERNS {
+    for key in &options.patterns {
         workloads.push(Arc::from(patterns::workload(
             key,
             rng.u64(..),
