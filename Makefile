@@ -139,6 +139,18 @@ contract: $(VENV)/.installed $(CONTRACT_VENV)/.installed functions ## The user-a
 bench: $(VENV)/.installed bench-envs ## The deployed functions (release builds) against seed-style Python and Node.js: init, first and warm invocations, memory, size, round trips under latency; tables and charts in docs/bench; plus the gateway's own costs
 	cargo run --locked --release -p patterns-bench -- --out docs/bench
 
+# make chaos: requests over the four patterns, the seed (empty: a random one, printed) and
+# BROKEN=1 to run the deliberately broken sqs-buffer consumer (acknowledges before it writes).
+CHAOS_REQUESTS ?= 10000
+SEED ?=
+CHAOS_BIN := $(CARGO_TARGET_DIR)/debug
+
+.PHONY: chaos
+chaos: $(VENV)/.installed functions ## Seeded load of every pattern through DynamoDB errors, throttles and stalls, killed environments, timeouts, a gateway restart and a burst, then an account of every request; fails on any loss (CHAOS_REQUESTS=10000 SEED= BROKEN=)
+	cargo build --locked -p patterns-chaos --bins
+	tools/with-moto.sh "$(CHAOS_BIN)/patterns-chaos" --requests $(CHAOS_REQUESTS) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(BROKEN),--function-binary SqsBuffer.ConsumerFunction=$(CHAOS_BIN)/ack-before-write)
+
 # Fuzzing: cargo-fuzz (libFuzzer), installed by `make fuzz` at a pinned version into the shared
 # cache, on the repository's pinned *stable* toolchain. That works because of `--sanitizer none`:
 # cargo-fuzz's default, AddressSanitizer, needs `-Zsanitizer` (nightly only), while the coverage

@@ -108,16 +108,6 @@ impl Gateway {
     pub fn environments(&self) -> Vec<(u32, String)> {
         children(self.pid())
     }
-
-    /// The last `lines` lines of the gateway's log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.launch.log, lines)
-    }
-
-    /// The gateway's log file.
-    pub fn log_path(&self) -> &Path {
-        &self.launch.log
-    }
 }
 
 /// The child processes of `parent` (from `/proc`), with their executable's file name.

@@ -35,8 +35,9 @@ pub const PARAMETERS: &str = "SqsBuffer.ConsumerTimeout=3 SqsBuffer.QueueVisibil
      UserApi.ConsumerTimeout=3 UserApi.QueueVisibilityTimeout=18 \
      KinesisStream.ConsumerTimeout=3 AsyncInvoke.ProcessorTimeout=5";
 
-/// A function timeout the stall must outlast (the longest of [`PARAMETERS`]).
-const LONGEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stall of DynamoDB lasts, and how late each call in it is answered: past the
+/// longest function timeout of [`PARAMETERS`] (5 s).
+const STALL: Duration = Duration::from_secs(7);
 
 /// What the run does.
 #[derive(Debug, Clone)]
@@ -243,13 +244,6 @@ pub async fn run(options: &Options) -> Result<RunReport> {
     };
     let usage = Usage::start(&options.moto, gateway.lock().await.pid());
     let faults = Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
-    let count = |faults: &std::sync::Mutex<BTreeMap<String, u64>>, class: &str, n: u64| {
-        *faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(class.to_owned())
-            .or_default() += n;
-    };
 
     let backlog = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -279,19 +273,25 @@ pub async fn run(options: &Options) -> Result<RunReport> {
                     proxy.set(weather);
                 }
                 Step::Stall => {
-                    let weather = Weather {
-                        errors: 0.0,
-                        delayed: 1.0,
-                        delay: LONGEST_TIMEOUT + Duration::from_secs(1),
-                    };
                     eprintln!("chaos: {position}: DynamoDB stalls past the functions' timeouts");
-                    let proxy = proxy.clone();
+                    let (proxy, watched, tally, seed) =
+                        (proxy.clone(), gateway.clone(), faults.clone(), rng.u64(..));
                     tokio::spawn(async move {
                         let before = proxy.weather();
-                        proxy.set(weather);
-                        // Long enough that invocations started in it time out, short enough
-                        // that retries after it succeed.
-                        tokio::time::sleep(LONGEST_TIMEOUT + Duration::from_secs(2)).await;
+                        proxy.set(Weather {
+                            errors: 0.0,
+                            delayed: 1.0,
+                            delay: STALL,
+                        });
+                        // Invocations started now wait on DynamoDB: killing environments now
+                        // kills them mid-batch. Those started after the kill run past their
+                        // timeouts. After the stall the retries find DynamoDB well again.
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        let mut rng = fastrand::Rng::with_seed(seed);
+                        let killed = kill_environments(&watched, &mut rng).await;
+                        eprintln!("chaos: killed {killed} execution environments during the stall");
+                        count(&tally, "environments killed", killed as u64);
+                        tokio::time::sleep(STALL.saturating_sub(Duration::from_millis(1500))).await;
                         proxy.set(before);
                     });
                 }
@@ -451,6 +451,15 @@ pub async fn run(options: &Options) -> Result<RunReport> {
         wall_seconds: started.elapsed().as_secs_f64(),
         burst_backlog: backlog.load(Ordering::Relaxed),
     })
+}
+
+/// Adds `n` to the fault class `class`.
+fn count(faults: &std::sync::Mutex<BTreeMap<String, u64>>, class: &str, n: u64) {
+    *faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(class.to_owned())
+        .or_default() += n;
 }
 
 /// Accepted requests per second since `started`, over all workloads (from their ledgers).
