@@ -34,6 +34,9 @@ pub type Tally = BTreeMap<String, u64>;
 #[derive(Debug)]
 struct State {
     weather: Weather,
+    /// Until then every DynamoDB call is delayed by `stall_delay`, whatever the weather.
+    stalled_until: Option<std::time::Instant>,
+    stall_delay: Duration,
     rng: fastrand::Rng,
     tally: Tally,
 }
@@ -61,6 +64,8 @@ impl Proxy {
         let endpoint = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             weather: Weather::default(),
+            stalled_until: None,
+            stall_delay: Duration::ZERO,
             rng: fastrand::Rng::with_seed(seed),
             tally: Tally::new(),
         }));
@@ -94,9 +99,12 @@ impl Proxy {
         lock(&self.state).weather = weather;
     }
 
-    /// What DynamoDB calls meet now.
-    pub fn weather(&self) -> Weather {
-        lock(&self.state).weather
+    /// Delays every DynamoDB call by `delay` for the next `period`, then lets the weather
+    /// decide again (a stall outlasts no weather change made meanwhile).
+    pub fn stall(&self, period: Duration, delay: Duration) {
+        let mut s = lock(&self.state);
+        s.stalled_until = Some(std::time::Instant::now() + period);
+        s.stall_delay = delay;
     }
 
     /// What the proxy did so far.
@@ -118,8 +126,13 @@ enum Fate {
 
 fn fate(state: &Mutex<State>, dynamodb: bool) -> Fate {
     let mut s = lock(state);
+    let stalled = s
+        .stalled_until
+        .is_some_and(|until| std::time::Instant::now() < until);
     let fate = if !dynamodb {
         Fate::Pass
+    } else if stalled {
+        Fate::Delay(s.stall_delay)
     } else {
         let w = s.weather;
         if s.rng.f64() < w.errors {

@@ -254,6 +254,7 @@ pub async fn run(options: &Options) -> Result<RunReport> {
     let mut in_flight = futures::stream::FuturesUnordered::new();
     let mut limit = options.concurrency;
     let mut burst_left = 0usize;
+    let mut reported = 0usize;
     use futures::StreamExt as _;
     while position < order.len() || !in_flight.is_empty() {
         // Steps due at this position.
@@ -274,15 +275,9 @@ pub async fn run(options: &Options) -> Result<RunReport> {
                 }
                 Step::Stall => {
                     eprintln!("chaos: {position}: DynamoDB stalls past the functions' timeouts");
-                    let (proxy, watched, tally, seed) =
-                        (proxy.clone(), gateway.clone(), faults.clone(), rng.u64(..));
+                    let (watched, tally, seed) = (gateway.clone(), faults.clone(), rng.u64(..));
+                    proxy.stall(STALL, STALL);
                     tokio::spawn(async move {
-                        let before = proxy.weather();
-                        proxy.set(Weather {
-                            errors: 0.0,
-                            delayed: 1.0,
-                            delay: STALL,
-                        });
                         // Invocations started now wait on DynamoDB: killing environments now
                         // kills them mid-batch. Those started after the kill run past their
                         // timeouts. After the stall the retries find DynamoDB well again.
@@ -291,8 +286,6 @@ pub async fn run(options: &Options) -> Result<RunReport> {
                         let killed = kill_environments(&watched, &mut rng).await;
                         eprintln!("chaos: killed {killed} execution environments during the stall");
                         count(&tally, "environments killed", killed as u64);
-                        tokio::time::sleep(STALL.saturating_sub(Duration::from_millis(1500))).await;
-                        proxy.set(before);
                     });
                 }
                 Step::KillEnvironments => {
@@ -366,7 +359,8 @@ pub async fn run(options: &Options) -> Result<RunReport> {
         if in_flight.next().await.is_none() && position >= order.len() {
             break;
         }
-        if position % 1000 == 0 && position > 0 {
+        if position / 1000 > reported / 1000 {
+            reported = position;
             eprintln!("chaos: {position} of {} sent", order.len());
         }
     }
