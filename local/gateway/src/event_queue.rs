@@ -9,11 +9,21 @@
 //! `DestinationConfig.OnFailure`: another function (invoked asynchronously in turn), an
 //! EventBridge bus (`PutEvents` in moto, as `source: lambda`, `detail-type: Lambda Function
 //! Invocation Result - Failure`) or an SQS queue.
+//!
+//! The queue is durable, as Lambda's is: with a journal folder ([`EventQueue::with_journal`])
+//! every accepted event is written to `<request id>.json` there before [`EventQueue::invoke`]
+//! answers, its attempts are updated as they are made, and the file is removed once the event is
+//! done with (succeeded, or handed to its on-failure destination, or discarded). A gateway
+//! started again resumes every journaled event ([`EventQueue::resume`]): its age counts from
+//! when it was first queued, its attempts are kept, and an attempt the stop interrupted counts
+//! as a failed one, retried once it would have timed out.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cfn::scalar_to_string;
@@ -65,6 +75,51 @@ pub struct EventQueue {
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
     retry_unit: Duration,
+    /// Folder of the journal (one file per queued event); none: the queue is in memory only.
+    journal: Option<PathBuf>,
+}
+
+/// Why an event was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The ARN names no function of the stack.
+    #[error("no function {0} in the stack")]
+    UnknownFunction(String),
+    /// The journal could not hold the event: it is not accepted (no acknowledgement without
+    /// the queue's receipt).
+    #[error("the event could not be journaled")]
+    Journal(#[source] anyhow::Error),
+}
+
+/// One queued event as the journal holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journaled {
+    /// The function's ARN.
+    pub function_arn: String,
+    /// The event.
+    pub payload: Value,
+    /// The request id every attempt runs under.
+    pub request_id: String,
+    /// When the event was first queued, in seconds since the epoch: its age counts from here.
+    pub queued_at: f64,
+    /// Attempts made so far (throttles are not attempts).
+    pub attempts: u32,
+    /// When the attempt under way started, in seconds since the epoch; none between attempts.
+    #[serde(default)]
+    pub running_since: Option<f64>,
+}
+
+fn epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The journal file of the event `request_id` in `dir`.
+fn journal_file(dir: &Path, request_id: &str) -> PathBuf {
+    dir.join(format!("{request_id}.json"))
 }
 
 fn iso_now() -> String {
@@ -100,7 +155,90 @@ impl EventQueue {
             sqs,
             events,
             retry_unit,
+            journal: None,
         }
+    }
+
+    /// The same queue, journaled in `dir`: accepted events survive the gateway.
+    pub fn with_journal(mut self, dir: PathBuf) -> Self {
+        self.journal = Some(dir);
+        self
+    }
+
+    /// Writes `entry` to the journal (nothing without one).
+    fn journal_write(&self, entry: &Journaled) -> anyhow::Result<()> {
+        match &self.journal {
+            Some(dir) => crate::durable::write_json(&journal_file(dir, &entry.request_id), entry),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `entry` to the journal, logging a failure: the event goes on in memory.
+    fn journal_update(&self, entry: &Journaled) {
+        if let Err(error) = self.journal_write(entry) {
+            tracing::error!(request_id = %entry.request_id, error = %format!("{error:#}"), "cannot update the journal of an asynchronous invoke");
+        }
+    }
+
+    /// Removes the event from the journal: it is done with.
+    fn journal_remove(&self, request_id: &str) {
+        if let Some(dir) = &self.journal {
+            let file = journal_file(dir, request_id);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::error!(request_id, file = %file.display(), error = %error, "cannot remove a finished asynchronous invoke from the journal")
+                }
+            }
+        }
+    }
+
+    /// Resumes every event the journal holds (those a previous gateway accepted and did not
+    /// finish); returns how many. Events of functions the stack no longer has are dropped.
+    pub fn resume(self: &Arc<Self>) -> usize {
+        let Some(dir) = &self.journal else {
+            return 0;
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+            Err(error) => {
+                tracing::error!(dir = %dir.display(), error = %error, "cannot read the journal of asynchronous invokes");
+                return 0;
+            }
+        };
+        let mut resumed = 0;
+        for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                // A write the stop cut short: its event was never acknowledged.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let entry = match crate::durable::read_json::<Journaled>(&path) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "journaled asynchronous invoke unreadable; dropped");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            };
+            let Some((function, config)) = self
+                .functions
+                .get(entry.function_arn.trim_end_matches(":$LATEST"))
+                .cloned()
+            else {
+                tracing::warn!(request_id = %entry.request_id, function = %entry.function_arn, "journaled asynchronous invoke of a function the stack no longer has; dropped");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            tracing::info!(function = %function.id, request_id = %entry.request_id, attempts = entry.attempts, interrupted = entry.running_since.is_some(), "resuming a queued asynchronous invoke");
+            let this = self.clone();
+            tokio::spawn(async move { this.run(function, config, entry).await });
+            resumed += 1;
+        }
+        resumed
     }
 
     /// Whether `arn` names a function of the stack.
@@ -109,82 +247,124 @@ impl EventQueue {
             .contains_key(arn.trim_end_matches(":$LATEST"))
     }
 
-    /// Queues an asynchronous invoke of `arn` with `payload`; returns its request id at once.
-    pub fn invoke(self: &Arc<Self>, arn: &str, payload: Value) -> Option<String> {
+    /// Queues an asynchronous invoke of `arn` with `payload`; returns its request id once the
+    /// event is queued (journaled, when the queue has a journal).
+    pub fn invoke(self: &Arc<Self>, arn: &str, payload: Value) -> Result<String, QueueError> {
         let (function, config) = self
             .functions
-            .get(arn.trim_end_matches(":$LATEST"))?
+            .get(arn.trim_end_matches(":$LATEST"))
+            .ok_or_else(|| QueueError::UnknownFunction(arn.to_owned()))?
             .clone();
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let entry = Journaled {
+            function_arn: function.arn.clone(),
+            payload,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            queued_at: epoch_seconds(),
+            attempts: 0,
+            running_since: None,
+        };
+        self.journal_write(&entry).map_err(QueueError::Journal)?;
         crate::cloudwatch::feed::async_event(&function.name, false);
+        let request_id = entry.request_id.clone();
         let this = self.clone();
-        let id = request_id.clone();
-        tokio::spawn(async move { this.run(function, config, payload, id).await });
-        Some(request_id)
+        tokio::spawn(async move { this.run(function, config, entry).await });
+        Ok(request_id)
     }
 
-    async fn run(
-        self: Arc<Self>,
-        function: Arc<Function>,
-        config: AsyncConfig,
-        payload: Value,
-        request_id: String,
+    async fn run(self: Arc<Self>, function: Arc<Function>, config: AsyncConfig, entry: Journaled) {
+        let request_id = entry.request_id.clone();
+        self.process(&function, &config, entry).await;
+        self.journal_remove(&request_id);
+    }
+
+    /// Tries the event until it succeeds or is given up on, then delivers its record.
+    async fn process(
+        self: &Arc<Self>,
+        function: &Arc<Function>,
+        config: &AsyncConfig,
+        mut entry: Journaled,
     ) {
-        let queued = Instant::now();
-        let mut attempts = 0u32;
+        let (payload, request_id) = (entry.payload.clone(), entry.request_id.clone());
         let mut throttles = 0u32;
         let mut last_error: Option<FunctionError> = None;
-        let condition = loop {
-            if queued.elapsed() > config.max_age {
-                break "EventAgeExceeded";
+        let condition = 'outcome: {
+            if let Some(since) = entry.running_since.take() {
+                // The gateway stopped during an attempt, and its environment with it: a failed
+                // attempt, which Lambda would have seen end by its timeout at the latest (so a
+                // lease the attempt took has expired when the retry runs).
+                entry.attempts += 1;
+                tracing::warn!(function = %function.id, request_id = %request_id, attempt = entry.attempts, "asynchronous invoke interrupted by the gateway's stop");
+                last_error = Some(FunctionError::new(
+                    "Runtime.ExitError",
+                    "the execution environment stopped during the invocation",
+                ));
+                self.journal_update(&entry);
+                if entry.attempts > config.max_retries {
+                    break 'outcome "RetriesExhausted";
+                }
+                let timed_out = since + function.timeout.as_secs_f64() - epoch_seconds();
+                let wait =
+                    Duration::from_secs_f64(timed_out.max(0.0)) + self.retry_unit * entry.attempts;
+                tokio::time::sleep(wait).await;
             }
-            // One request id for every attempt, as Lambda keeps it.
-            match function.invoke_as(payload.clone(), &request_id).await {
-                Err(InvokeError::Throttled { reason }) => {
-                    // Throttles return the event to Lambda's queue: retried with a growing wait
-                    // (1 s up to 5 min) until the event's maximum age, and not counted as a
-                    // retry attempt (invocation-async-error-handling.html).
-                    throttles += 1;
-                    let wait = self
-                        .retry_unit
-                        .mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
-                    tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
-                    tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
-                    continue;
+            loop {
+                if epoch_seconds() - entry.queued_at > config.max_age.as_secs_f64() {
+                    break 'outcome "EventAgeExceeded";
                 }
-                Ok(answer) => {
-                    attempts += 1;
-                    tracing::info!(function = %function.id, request_id = %request_id, attempts, "asynchronous invoke succeeded");
-                    if let Some(destination) = &config.on_success {
-                        let record = self.record(
-                            &function,
-                            &request_id,
-                            "Success",
-                            attempts,
-                            &payload,
-                            None,
-                            Some(answer),
-                        );
-                        self.deliver(destination, record, false).await;
+                entry.running_since = Some(epoch_seconds());
+                self.journal_update(&entry);
+                // One request id for every attempt, as Lambda keeps it.
+                let answer = function.invoke_as(payload.clone(), &request_id).await;
+                entry.running_since = None;
+                match answer {
+                    Err(InvokeError::Throttled { reason }) => {
+                        // Throttles return the event to Lambda's queue: retried with a growing wait
+                        // (1 s up to 5 min) until the event's maximum age, and not counted as a
+                        // retry attempt (invocation-async-error-handling.html).
+                        throttles += 1;
+                        let wait = self
+                            .retry_unit
+                            .mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
+                        tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
+                        self.journal_update(&entry);
+                        tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
+                        continue;
                     }
-                    return;
-                }
-                Err(InvokeError::Function(error)) => {
-                    attempts += 1;
-                    tracing::warn!(function = %function.id, request_id = %request_id, attempt = attempts, error = %error, "asynchronous invoke failed");
-                    last_error = Some(error);
-                    if attempts > config.max_retries {
-                        break "RetriesExhausted";
+                    Ok(answer) => {
+                        entry.attempts += 1;
+                        tracing::info!(function = %function.id, request_id = %request_id, attempts = entry.attempts, "asynchronous invoke succeeded");
+                        if let Some(destination) = &config.on_success {
+                            let record = self.record(
+                                function,
+                                &request_id,
+                                "Success",
+                                entry.attempts,
+                                &payload,
+                                None,
+                                Some(answer),
+                            );
+                            self.deliver(destination, record, false).await;
+                        }
+                        return;
                     }
-                    tokio::time::sleep(self.retry_unit * attempts).await;
+                    Err(InvokeError::Function(error)) => {
+                        entry.attempts += 1;
+                        tracing::warn!(function = %function.id, request_id = %request_id, attempt = entry.attempts, error = %error, "asynchronous invoke failed");
+                        last_error = Some(error);
+                        self.journal_update(&entry);
+                        if entry.attempts > config.max_retries {
+                            break 'outcome "RetriesExhausted";
+                        }
+                        tokio::time::sleep(self.retry_unit * entry.attempts).await;
+                    }
                 }
             }
         };
         let record = self.record(
-            &function,
+            function,
             &request_id,
             condition,
-            attempts,
+            entry.attempts,
             &payload,
             last_error.as_ref(),
             None,
@@ -249,7 +429,7 @@ impl EventQueue {
         let outcome = if destination.starts_with("arn:aws:lambda:") {
             self.invoke(destination, record)
                 .map(|_| ())
-                .ok_or_else(|| format!("no function {destination} in the stack"))
+                .map_err(|error| format!("{:#}", anyhow::Error::from(error)))
         } else if let Some((_, bus)) = destination.split_once(":event-bus/") {
             let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                 .event_bus_name(bus)

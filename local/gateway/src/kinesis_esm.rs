@@ -15,8 +15,13 @@
 //! Records of a shard are handed over one batch at a time (`ParallelizationFactor` is read and
 //! checked, but batches of one shard are not run concurrently locally), which keeps the per-key
 //! order the factor preserves in AWS.
+//!
+//! Checkpoints are kept as Lambda keeps them, outside the poller: with a file
+//! ([`Checkpoints::load`]) a gateway started again resumes each shard after its last checkpoint,
+//! never from `StartingPosition` again; what came after it is delivered again (at least once).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +38,58 @@ use crate::functions::{Function, InvokeError};
 /// How often an idle shard is polled (Lambda polls each shard about once a second; faster here
 /// keeps local runs and tests snappy).
 pub const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// The checkpoints of every shard of every mapping: the sequence number of the last record done
+/// with, by mapping UUID and shard id. With a file, each change is written to it (whole, then
+/// renamed), so the checkpoints outlive the gateway.
+#[derive(Debug, Default)]
+pub struct Checkpoints {
+    file: Option<PathBuf>,
+    by_mapping: std::sync::Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Checkpoints {
+    /// Checkpoints kept in memory only.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// The checkpoints `file` holds (none when it does not exist), kept there from now on.
+    pub fn load(file: PathBuf) -> Result<Self> {
+        let by_mapping = crate::durable::read_json(&file)?.unwrap_or_default();
+        Ok(Self {
+            file: Some(file),
+            by_mapping: std::sync::Mutex::new(by_mapping),
+        })
+    }
+
+    /// The checkpoint of `shard` of the mapping `uuid`.
+    pub fn get(&self, uuid: &str, shard: &str) -> Option<String> {
+        self.by_mapping
+            .lock()
+            .ok()?
+            .get(uuid)
+            .and_then(|shards| shards.get(shard))
+            .cloned()
+    }
+
+    /// Sets the checkpoint of `shard` of the mapping `uuid` to `sequence`, and writes the file.
+    pub fn set(&self, uuid: &str, shard: &str, sequence: &str) -> Result<()> {
+        let mut by_mapping = self
+            .by_mapping
+            .lock()
+            .map_err(|_| anyhow!("the checkpoints' lock is poisoned"))?;
+        by_mapping
+            .entry(uuid.to_owned())
+            .or_default()
+            .insert(shard.to_owned(), sequence.to_owned());
+        // Written under the lock: two pollers never interleave their writes.
+        match &self.file {
+            Some(file) => crate::durable::write_json(file, &*by_mapping),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Where discarded batches go.
 #[derive(Debug, Clone)]
@@ -256,13 +313,15 @@ pub fn outcome(answer: &Result<Value, InvokeError>, batch: &[Record], report: bo
 }
 
 impl KinesisMapping {
-    /// Starts one poller per shard; they run until the process ends.
+    /// Starts one poller per shard, each from its checkpoint in `checkpoints` if it has one
+    /// (else from `StartingPosition`); they run until the process ends.
     pub async fn start(
         self: Arc<Self>,
         kinesis: aws_sdk_kinesis::Client,
         sqs: aws_sdk_sqs::Client,
         s3: aws_sdk_s3::Client,
         region: String,
+        checkpoints: Arc<Checkpoints>,
     ) -> Result<usize> {
         let shards = kinesis
             .list_shards()
@@ -275,8 +334,13 @@ impl KinesisMapping {
             .map(|s| s.shard_id().to_owned())
             .collect();
         for shard in &ids {
+            let checkpoint = checkpoints.get(&self.uuid, shard);
+            if let Some(sequence) = &checkpoint {
+                tracing::info!(function = %self.function.id, shard = %shard, after = %sequence, "Kinesis poller resumes after its checkpoint");
+            }
             let poller = ShardPoller {
-                checkpoint: std::sync::Mutex::new(None),
+                checkpoint: std::sync::Mutex::new(checkpoint),
+                checkpoints: checkpoints.clone(),
                 mapping: self.clone(),
                 shard: shard.clone(),
                 kinesis: kinesis.clone(),
@@ -309,6 +373,8 @@ impl KinesisMapping {
 struct ShardPoller {
     /// Sequence number of the last record done with: a restarted poller resumes after it.
     checkpoint: std::sync::Mutex<Option<String>>,
+    /// Where the checkpoint is kept beyond the poller.
+    checkpoints: Arc<Checkpoints>,
     mapping: Arc<KinesisMapping>,
     shard: String,
     kinesis: aws_sdk_kinesis::Client,
@@ -425,6 +491,9 @@ impl ShardPoller {
                     (now_seconds() - arrival_seconds(last)) * 1000.0,
                 );
             }
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                tracing::debug!(function = %m.function.id, shard = %self.shard, first = %first.sequence_number(), last = %last.sequence_number(), records = batch.len(), "Kinesis batch handed to the function");
+            }
             let answer = m.function.invoke(self.event(&batch)).await;
             if let Err(error @ InvokeError::Throttled { .. }) = &answer {
                 // A throttle is not an attempt: the same batch is tried again, later.
@@ -478,8 +547,18 @@ impl ShardPoller {
     }
 
     fn set_checkpoint(&self, record: Option<&Record>) {
-        if let (Some(record), Ok(mut checkpoint)) = (record, self.checkpoint.lock()) {
+        let Some(record) = record else {
+            return;
+        };
+        if let Ok(mut checkpoint) = self.checkpoint.lock() {
             *checkpoint = Some(record.sequence_number().to_owned());
+        }
+        let m = &self.mapping;
+        if let Err(error) = self
+            .checkpoints
+            .set(&m.uuid, &self.shard, record.sequence_number())
+        {
+            tracing::error!(function = %m.function.id, shard = %self.shard, error = %format!("{error:#}"), "cannot keep the checkpoint; a restarted gateway would deliver its records again");
         }
     }
 
@@ -668,6 +747,27 @@ mod tests {
         let error = Err(InvokeError::Function(FunctionError::new("E", "m")));
         assert_eq!(outcome(&error, &batch, true), Outcome::FailedFrom(0));
         assert_eq!(outcome(&error, &batch, false), Outcome::FailedFrom(0));
+    }
+
+    #[test]
+    fn checkpoints_round_trip_through_their_file() {
+        let dir = std::env::temp_dir().join(format!("checkpoints-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("checkpoints.json");
+        let kept = Checkpoints::load(file.clone()).expect("no file yet");
+        assert_eq!(kept.get("m", "shard-0"), None);
+        kept.set("m", "shard-0", "10").expect("set");
+        kept.set("m", "shard-0", "12").expect("set");
+        kept.set("m", "shard-1", "7").expect("set");
+        kept.set("other", "shard-0", "3").expect("set");
+        let back = Checkpoints::load(file).expect("load");
+        assert_eq!(back.get("m", "shard-0").as_deref(), Some("12"));
+        assert_eq!(back.get("m", "shard-1").as_deref(), Some("7"));
+        assert_eq!(back.get("other", "shard-0").as_deref(), Some("3"));
+        assert_eq!(back.get("other", "shard-1"), None);
+        let memory = Checkpoints::in_memory();
+        memory.set("m", "s", "1").expect("set");
+        assert_eq!(memory.get("m", "s").as_deref(), Some("1"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -187,12 +187,22 @@ async fn invoke(
                 );
             };
             match api.invoker.invoke(&function.arn, event) {
-                Some(_) => StatusCode::ACCEPTED.into_response(),
-                None => error(
+                Ok(_) => StatusCode::ACCEPTED.into_response(),
+                Err(crate::event_queue::QueueError::UnknownFunction(_)) => error(
                     StatusCode::NOT_FOUND,
                     "ResourceNotFoundException",
                     &format!("Function not found: {name}"),
                 ),
+                // Not queued, so not accepted: the caller may try again.
+                Err(queue_error) => {
+                    let queue_error = anyhow::Error::from(queue_error);
+                    tracing::error!(function = %function.id, error = %format!("{queue_error:#}"), "asynchronous invoke refused");
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "ServiceException",
+                        "The event could not be queued.",
+                    )
+                }
             }
         }
         "RequestResponse" => {

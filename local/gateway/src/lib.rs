@@ -13,6 +13,7 @@
 pub mod apigw;
 pub mod cfn;
 pub mod cloudwatch;
+pub mod durable;
 pub mod event_queue;
 pub mod functions;
 pub mod kinesis_checks;

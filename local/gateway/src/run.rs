@@ -69,14 +69,30 @@ pub async fn start(options: &Options) -> Result<Running> {
     let clients = Clients::new(&sdk);
     // Function output and access logs go to moto's CloudWatch Logs from here on (crate::logs).
     crate::logs::global().ship_to(clients.logs.clone(), crate::logs::Shipping::default());
-    let stacks = stack::provision(
+    // A start with the options of the previous one resumes its stack (crate::durable).
+    let state_dir = state_dir(options);
+    let key = stack::record::RecordKey::new(
+        &options.template,
+        &options.stack_name,
+        &options.endpoint,
+        &options.region,
+        &options.overrides,
+    )?;
+    let previous = stack::record::resume_or_wipe(&state_dir, &key, &clients).await?;
+    let stacks = stack::provision_resuming(
         &options.template,
         &options.stack_name,
         &options.overrides,
         &options.region,
         &clients,
+        previous.as_ref(),
     )
     .await?;
+    let mut record = stack::record::StackRecord::of(key, &stacks);
+    let resumed_port = |server: &str, given: u16| match given {
+        0 => previous.as_ref().and_then(|r| r.port(server)).unwrap_or(0),
+        given => given,
+    };
     let mut next_port = options.port;
     let mut described = serde_json::Map::new();
     // Functions first: asynchronous invokes and destinations may cross from one to another.
@@ -120,19 +136,35 @@ pub async fn start(options: &Options) -> Result<Running> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let invoker = Arc::new(EventQueue::new(
-        &all_functions,
-        all_queues,
-        clients.sqs.clone(),
-        clients.events.clone(),
-        options.async_retry_unit,
-    ));
-    let signing = SigningKey {
-        access_key_id: format!("AKIALOCAL{}", crate::random_alnum(11).to_ascii_uppercase()),
-        secret_access_key: crate::random_alnum(40),
-    };
-    let lambda_listener = bind(options.lambda_port).await?;
-    let lambda_endpoint = format!("http://{}", lambda_listener.local_addr()?);
+    let invoker = Arc::new(
+        EventQueue::new(
+            &all_functions,
+            all_queues,
+            clients.sqs.clone(),
+            clients.events.clone(),
+            options.async_retry_unit,
+        )
+        .with_journal(state_dir.join("async-events")),
+    );
+    let resumed = invoker.resume();
+    if resumed > 0 {
+        tracing::info!(events = resumed, "resumed the queued asynchronous invokes");
+    }
+    let signing = previous
+        .as_ref()
+        .and_then(|r| r.signing.clone())
+        .unwrap_or_else(|| SigningKey {
+            access_key_id: format!("AKIALOCAL{}", crate::random_alnum(11).to_ascii_uppercase()),
+            secret_access_key: crate::random_alnum(40),
+        });
+    record.signing = Some(signing.clone());
+    let lambda_listener = bind(resumed_port("lambda", options.lambda_port)).await?;
+    let lambda_address = lambda_listener.local_addr()?;
+    record.ports.insert("lambda".into(), lambda_address.port());
+    let lambda_endpoint = format!("http://{lambda_address}");
+    let checkpoints = Arc::new(kinesis_esm::Checkpoints::load(
+        state_dir.join("checkpoints.json"),
+    )?);
     let lambda_api = Arc::new(crate::lambda_api::LambdaApi::new(
         all_functions.clone(),
         invoker.clone(),
@@ -172,6 +204,7 @@ pub async fn start(options: &Options) -> Result<Running> {
                         clients.sqs.clone(),
                         clients.s3.clone(),
                         options.region.clone(),
+                        checkpoints.clone(),
                     )
                     .await?;
                 tracing::info!(function = %id, shards, batch_size = batch, bisect, max_retries = ?retries, "Kinesis event source mapping started");
@@ -190,11 +223,12 @@ pub async fn start(options: &Options) -> Result<Running> {
         let mut apis = BTreeMap::new();
         let mut api_views = Vec::new();
         for api in http_api::load(stack, &functions, &clients)? {
-            let listener = bind(next_port).await?;
+            let listener = bind(resumed_port(&api.id, next_port)).await?;
             if next_port != 0 {
                 next_port += 1;
             }
             let address = listener.local_addr()?;
+            record.ports.insert(api.id.clone(), address.port());
             let base_url = format!("http://{address}{}", api.stage_prefix);
             let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
             apis.insert(
@@ -237,11 +271,12 @@ pub async fn start(options: &Options) -> Result<Running> {
                 endpoint: options.endpoint.clone(),
             };
             for api in rest_api::load(stack, &functions, &shared)? {
-                let listener = bind(next_port).await?;
+                let listener = bind(resumed_port(&api.id, next_port)).await?;
                 if next_port != 0 {
                     next_port += 1;
                 }
                 let address = listener.local_addr()?;
+                record.ports.insert(api.id.clone(), address.port());
                 let base_url = format!("http://{address}/{}", api.stage);
                 let name = api.id.rsplit('.').next().unwrap_or_default().to_owned();
                 apis.insert(
@@ -323,6 +358,8 @@ pub async fn start(options: &Options) -> Result<Running> {
         },
         "patterns": described,
     });
+    // The record first: a stack described is a stack a restart resumes.
+    stack::record::save(&state_dir, &record)?;
     if let Some(parent) = options.state_file.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -344,6 +381,11 @@ pub async fn start(options: &Options) -> Result<Running> {
     std::fs::rename(&partial, &options.state_file)
         .with_context(|| format!("cannot write {}", options.state_file.display()))?;
     Ok(Running { description })
+}
+
+/// The folder of what outlives the gateway ([`crate::durable`]), beside its state file.
+pub fn state_dir(options: &Options) -> PathBuf {
+    crate::durable::state_dir(&options.state_file)
 }
 
 /// The `ApiName` dimension of a REST API's metrics: its `Name`, else the OpenAPI title, else
@@ -450,8 +492,17 @@ async fn deliver(delivery: stack::Delivery, sqs: aws_sdk_sqs::Client, invoker: A
             for message in out.messages() {
                 let event: Value =
                     serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Value::Null);
-                if invoker.invoke(&delivery.function_arn, event).is_none() {
-                    tracing::error!(target = %delivery.function_arn, "rule target is not a function of the stack");
+                match invoker.invoke(&delivery.function_arn, event) {
+                    Ok(_) => {}
+                    Err(crate::event_queue::QueueError::UnknownFunction(_)) => {
+                        tracing::error!(target = %delivery.function_arn, "rule target is not a function of the stack");
+                    }
+                    Err(error) => {
+                        // Not queued: the message comes back after its visibility timeout.
+                        let error = anyhow::Error::from(error);
+                        tracing::error!(target = %delivery.function_arn, error = %format!("{error:#}"), "rule delivery not queued; retried later");
+                        continue;
+                    }
                 }
                 let _ = sqs
                     .delete_message()

@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 pub const MAX_SKEW_SECONDS: i64 = 300;
 
 /// The credentials requests must be signed with.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SigningKey {
     /// Access key id.
     pub access_key_id: String,

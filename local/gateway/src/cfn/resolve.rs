@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{Template, scalar_to_string};
 
 /// What a provisioned resource answers to `Ref` and `Fn::GetAtt`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Physical {
     /// The value of `Ref`.
     pub reference: String,

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::cfn::{Physical, ResolveError, Scope, Template, scalar_to_string};
 
 mod monitoring;
+pub mod record;
 mod resources;
 use monitoring::*;
 pub use resources::generate_secret_string;
@@ -68,7 +69,7 @@ impl Clients {
 
 /// A rule target the gateway delivers itself: moto cannot invoke Lambda targets, so the rule
 /// targets a queue the gateway owns, and the gateway invokes the function from it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     /// The internal queue.
     pub queue_url: String,
@@ -101,6 +102,23 @@ pub async fn provision(
     region: &str,
     clients: &Clients,
 ) -> Result<Vec<Stack>> {
+    provision_resuming(template, stack_name, overrides, region, clients, None).await
+}
+
+/// Provisions as [`provision`] does, taking from `previous` (the record of an earlier start of
+/// the same stack, [`record::resume_or_wipe`]) every physical resource and secret value it
+/// holds instead of creating them again: the stack it returns is the one provisioned before.
+pub async fn provision_resuming(
+    template: &Path,
+    stack_name: &str,
+    overrides: &BTreeMap<String, String>,
+    region: &str,
+    clients: &Clients,
+    previous: Option<&record::StackRecord>,
+) -> Result<Vec<Stack>> {
+    if previous.is_some() {
+        tracing::info!(stack = stack_name, "resuming the stack provisioned before");
+    }
     let mut stacks = Vec::new();
     provision_one(
         template,
@@ -110,6 +128,7 @@ pub async fn provision(
         overrides,
         region,
         clients,
+        previous,
         &mut stacks,
     )
     .await?;
@@ -142,9 +161,12 @@ fn provision_one<'a>(
     overrides: &'a BTreeMap<String, String>,
     region: &'a str,
     clients: &'a Clients,
+    previous: Option<&'a record::StackRecord>,
     stacks: &'a mut Vec<Stack>,
 ) -> futures::future::BoxFuture<'a, Result<Stack>> {
     Box::pin(async move {
+        // What this stack was provisioned with before, when resuming.
+        let resumed = previous.and_then(|r| r.stacks.get(&path));
         let template = Template::load(template_path)?;
         let parameters = template.resolve_parameters(given, &overrides_for(&path, overrides))?;
         let mut scope = Scope {
@@ -161,8 +183,8 @@ fn provision_one<'a>(
         scope
             .check_rules(template.doc.get("Rules"))
             .map_err(|e| anyhow!("{}: {e}", template_path.display()))?;
-        let mut secret_values = BTreeMap::new();
-        let mut deliveries = Vec::new();
+        let mut secret_values = resumed.map(|r| r.secret_values.clone()).unwrap_or_default();
+        let mut deliveries = resumed.map(|r| r.deliveries.clone()).unwrap_or_default();
         let index = stacks.len();
         // Resources whose Condition is false do not exist.
         let mut skipped = Vec::new();
@@ -182,6 +204,10 @@ fn provision_one<'a>(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             if let Some(physical) = passive_physical(&stack_name, logical, kind, region) {
+                let physical = resumed
+                    .and_then(|r| r.resources.get(logical))
+                    .cloned()
+                    .unwrap_or(physical);
                 scope.resources.insert(logical.clone(), physical);
             }
         }
@@ -216,6 +242,14 @@ fn provision_one<'a>(
                     .get("Type")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
+                // Resumed: the resource exists already (a nested stack is followed again, to
+                // resume its own resources).
+                if kind != "AWS::Serverless::Application"
+                    && let Some(physical) = resumed.and_then(|r| r.resources.get(&logical))
+                {
+                    scope.resources.insert(logical, physical.clone());
+                    continue;
+                }
                 let props = match scope.resolve(resource.get("Properties").unwrap_or(&Value::Null))
                 {
                     Ok(p) => p,
@@ -276,6 +310,7 @@ fn provision_one<'a>(
                             overrides,
                             region,
                             clients,
+                            previous,
                             stacks,
                         )
                         .await?;

@@ -63,10 +63,18 @@ fn own_overrides(pattern: &str, overrides: &str) -> String {
         .join(" ")
 }
 
+/// How a gateway was started, to start it again the same way.
+struct Launch {
+    template: String,
+    overrides: String,
+    stack_name: String,
+}
+
 /// A running `local-gateway`, stopped on drop.
 pub struct LocalStack {
     child: Child,
     dir: PathBuf,
+    launch: Launch,
     /// The pattern this stack serves.
     name: String,
     /// The stack description the gateway wrote (`.local/stack.json` shape).
@@ -85,7 +93,7 @@ impl Drop for LocalStack {
 /// Starts the gateway on `pattern` and runs it to completion, for start-up failures: returns
 /// its exit success and everything it printed.
 pub fn run_to_exit(pattern: &str, overrides: &str) -> (bool, String) {
-    let (mut command, dir) = command(pattern, overrides);
+    let (mut command, dir, _) = command(pattern, overrides);
     let output = command.output().expect("run local-gateway");
     let _ = std::fs::remove_dir_all(dir);
     let text = format!(
@@ -96,17 +104,27 @@ pub fn run_to_exit(pattern: &str, overrides: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
-fn command(pattern: &str, overrides: &str) -> (Command, PathBuf) {
+fn command(pattern: &str, overrides: &str) -> (Command, PathBuf, Launch) {
     command_for(
         &format!("patterns/{}/template.yaml", pattern_dir(pattern)),
         &own_overrides(pattern, overrides),
     )
 }
 
-fn command_for(template: &str, overrides: &str) -> (Command, PathBuf) {
-    let root = testkit::repo_root();
+fn command_for(template: &str, overrides: &str) -> (Command, PathBuf, Launch) {
     let dir = std::env::temp_dir().join(testkit::unique("local-stack"));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let launch = Launch {
+        template: template.to_owned(),
+        overrides: overrides.to_owned(),
+        stack_name: testkit::unique("t"),
+    };
+    (launch_command(&launch, &dir), dir, launch)
+}
+
+fn launch_command(launch: &Launch, dir: &std::path::Path) -> Command {
+    let (template, overrides) = (&launch.template, &launch.overrides);
+    let root = testkit::repo_root();
     let mut command = Command::new(env!("CARGO_BIN_EXE_local-gateway"));
     command
         .current_dir(&root)
@@ -114,60 +132,96 @@ fn command_for(template: &str, overrides: &str) -> (Command, PathBuf) {
         .arg("--template")
         .arg(template)
         .args(["--port", "0", "--lambda-port", "0"])
-        .args(["--stack-name", &testkit::unique("t")])
+        .args(["--stack-name", &launch.stack_name])
         .arg("--state-file")
         .arg(dir.join("stack.json"))
         .args(["--parameter-overrides", overrides])
         .arg("--python")
         .arg(root.join(".venv/bin/python"))
-        .env("RUST_LOG", "info,aws_config=warn,aws_smithy_runtime=warn");
-    (command, dir)
+        // The Kinesis pollers' debug lines name each batch handed to a function.
+        .env(
+            "RUST_LOG",
+            "info,aws_config=warn,aws_smithy_runtime=warn,local_gateway::kinesis_esm=debug",
+        );
+    command
 }
 
 impl LocalStack {
     /// Starts `pattern` (its logical id in the root template, `"SqsBuffer"`) from its own
     /// template with `overrides` (`"Name=Value ..."`), waiting until it is up.
     pub async fn start(pattern: &str, overrides: &str) -> Self {
-        let (command, dir) = command(pattern, overrides);
-        Self::spawn(pattern, command, dir).await
+        let (command, dir, launch) = command(pattern, overrides);
+        Self::spawn(pattern, command, dir, launch).await
     }
 
     /// Starts the stack of `template` (a path from the repository root) as the stack `name`.
     pub async fn start_template(name: &str, template: &str, overrides: &str) -> Self {
-        let (command, dir) = command_for(template, overrides);
-        Self::spawn(name, command, dir).await
+        let (command, dir, launch) = command_for(template, overrides);
+        Self::spawn(name, command, dir, launch).await
     }
 
-    async fn spawn(pattern: &str, mut command: Command, dir: PathBuf) -> Self {
+    fn launch(command: &mut Command, dir: &std::path::Path) -> Child {
         let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
-        let child = command
+        command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start local-gateway");
+            .expect("start local-gateway")
+    }
+
+    async fn spawn(pattern: &str, mut command: Command, dir: PathBuf, launch: Launch) -> Self {
+        let child = Self::launch(&mut command, &dir);
         let mut stack = LocalStack {
             child,
             dir: dir.clone(),
+            launch,
             name: pattern.to_owned(),
             state: Value::Null,
             sdk: testkit::sdk_config().await,
         };
-        let state_file = dir.join("stack.json");
+        stack.wait_for_state().await;
+        stack
+    }
+
+    /// Waits until the gateway has written its state file, and reads it.
+    async fn wait_for_state(&mut self) {
+        let state_file = self.state_file();
         let deadline = Instant::now() + START;
         while !state_file.exists() {
-            if let Ok(Some(status)) = stack.child.try_wait() {
-                panic!("local-gateway exited with {status}:\n{}", stack.log());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("local-gateway exited with {status}:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "local-gateway did not start:\n{}",
-                stack.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        stack.state = serde_json::from_slice(&std::fs::read(&state_file).expect("state"))
+        self.state = serde_json::from_slice(&std::fs::read(&state_file).expect("state"))
             .expect("state JSON");
-        stack
+    }
+
+    /// Kills the gateway (SIGKILL) and starts it again with the same command line: same
+    /// template, stack name, overrides and state file. Waits for the new state file; the
+    /// previous run's log moves to [`LocalStack::log_before_restart`].
+    pub async fn restart(&mut self) {
+        self.kill();
+        // The state file is written anew: its presence then says the new gateway is up.
+        std::fs::remove_file(self.state_file()).expect("remove the state file");
+        std::fs::rename(
+            self.dir.join("gateway.log"),
+            self.dir.join("gateway.before-restart.log"),
+        )
+        .expect("keep the log");
+        let mut command = launch_command(&self.launch, &self.dir);
+        self.child = Self::launch(&mut command, &self.dir);
+        self.wait_for_state().await;
+    }
+
+    /// What the gateway logged before its last [`LocalStack::restart`].
+    pub fn log_before_restart(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gateway.before-restart.log")).unwrap_or_default()
     }
 
     /// The stack description the gateway wrote.

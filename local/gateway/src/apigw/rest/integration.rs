@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -119,9 +119,10 @@ impl RestApi {
                 .map(|v| v.trim_matches('\''))
                 .unwrap_or("RequestResponse");
             if invocation_type == "Event" {
-                self.invoker.invoke(arn, payload).ok_or_else(|| {
-                    anyhow!("the integration invokes {arn}, which the stack does not hold")
-                })?;
+                // An event not queued is not acknowledged: the error answers 500, never 202.
+                self.invoker
+                    .invoke(arn, payload)
+                    .with_context(|| format!("the integration invokes {arn} asynchronously"))?;
                 return Ok(done(202, String::new()));
             }
             let function = self
