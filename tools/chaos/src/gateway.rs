@@ -103,10 +103,15 @@ impl Gateway {
         Ok(())
     }
 
-    /// The execution environments running now: the gateway's child processes, with the
-    /// executable each runs.
+    /// The execution environments running now: the gateway's child processes that run a
+    /// function (they have a Lambda Runtime API in their environment), with the executable
+    /// each runs. The gateway's other children (the template helpers of REST APIs) are not
+    /// Lambda's and are left alone.
     pub fn environments(&self) -> Vec<(u32, String)> {
         children(self.pid())
+            .into_iter()
+            .filter(|(pid, _)| is_environment(*pid))
+            .collect()
     }
 }
 
@@ -147,6 +152,17 @@ fn children(parent: u32) -> Vec<(u32, String)> {
     }
     out.sort();
     out
+}
+
+/// Whether the process `pid` runs a function: its environment names a Lambda Runtime API.
+fn is_environment(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|environ| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var.starts_with(b"AWS_LAMBDA_RUNTIME_API="))
+        })
+        .unwrap_or(false)
 }
 
 /// SIGKILLs the process `pid`; whether it was there to kill.

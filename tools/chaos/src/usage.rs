@@ -57,7 +57,7 @@ fn moto_pid(moto: &str) -> Option<u32> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            args.iter().any(|a| a.ends_with("moto_server.py")) && args.iter().any(|a| *a == port)
+            args.iter().any(|a| a.ends_with("moto_server.py")) && args.contains(&port)
         })
 }
 
