@@ -65,7 +65,7 @@ async fn every_render_gets_its_own_answer_while_other_callers_give_up_half_way()
 }
 
 #[tokio::test]
-async fn a_helper_process_that_dies_is_replaced_by_the_next_render() {
+async fn a_helper_process_that_died_while_idle_is_never_handed_a_render() {
     let helper = helper(LIMIT).await;
     assert_eq!(echo(&helper, "before").await, "before");
     let pids = helper.idle_pids();
@@ -77,16 +77,25 @@ async fn a_helper_process_that_dies_is_replaced_by_the_next_render() {
             .expect("kill");
         assert!(status.success());
     }
-    // The next render finds its process dead (it fails: its request was lost with it), and the
-    // one after gets a new process. A render is never answered by a dead process's pipe.
-    let mut answer = helper
+    // Once the killed processes are dead (zombies until reaped, or gone), the next render is
+    // not handed one of them: it gets a new process and succeeds at once.
+    for pid in &pids {
+        testkit::eventually(
+            "the helper process dead",
+            Duration::from_secs(30),
+            || async {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next());
+                matches!(state, None | Some("Z") | Some("X")).then_some(())
+            },
+        )
+        .await;
+    }
+    let answer = helper
         .render("$input.body", "again", &json!({}), &json!({}))
         .await;
-    if answer.is_err() {
-        answer = helper
-            .render("$input.body", "again", &json!({}), &json!({}))
-            .await;
-    }
     assert_eq!(answer.expect("a new process renders").output, "again");
 }
 

@@ -189,7 +189,19 @@ impl Helper {
             .acquire()
             .await
             .map_err(|_| anyhow!("the template helper pool is closed"))?;
-        let idle = self.idle_processes().pop();
+        // An idle process that died meanwhile (killed from outside) is dropped, never handed a
+        // render: the render goes to the next idle one, or to a new one.
+        let idle = loop {
+            let Some(mut p) = self.idle_processes().pop() else {
+                break None;
+            };
+            match p.child.try_wait() {
+                Ok(None) => break Some(p),
+                _ => {
+                    tracing::warn!(pid = ?p.child.id(), "an idle template helper process had exited; starting another")
+                }
+            }
+        };
         let process = match idle {
             Some(p) => p,
             None => Process::start(&self.python).await?,
