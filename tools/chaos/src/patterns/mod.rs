@@ -6,6 +6,9 @@
 //! (`crate::run`) decides when each request goes and which faults are on meanwhile; a workload
 //! only knows its pattern's API and what the pattern promises.
 
+mod async_invoke;
+mod kinesis_stream;
+
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
@@ -160,6 +163,9 @@ pub const PATTERNS: [&str; 4] = ["SqsBuffer", "UserApi", "KinesisStream", "Async
 /// The workload of the pattern `key` (a state-file key of [`PATTERNS`]), with `count` requests
 /// planned from `seed`.
 pub fn workload(key: &str, seed: u64, count: usize) -> anyhow::Result<Box<dyn Workload>> {
-    let _ = (seed, count);
-    anyhow::bail!("no workload for pattern {key}")
+    match key {
+        "KinesisStream" => Ok(Box::new(kinesis_stream::KinesisStream::new(seed, count))),
+        "AsyncInvoke" => Ok(Box::new(async_invoke::AsyncInvoke::new(seed, count))),
+        _ => anyhow::bail!("no workload for pattern {key}"),
+    }
 }
