@@ -6,6 +6,8 @@
 //! (`crate::run`) decides when each request goes and which faults are on meanwhile; a workload
 //! only knows its pattern's API and what the pattern promises.
 
+mod async_invoke;
+mod kinesis_stream;
 mod sqs_buffer;
 mod user_api;
 
@@ -166,9 +168,8 @@ pub fn workload(key: &str, seed: u64, count: usize) -> anyhow::Result<Box<dyn Wo
     match key {
         "SqsBuffer" => Ok(Box::new(sqs_buffer::SqsBuffer::new(seed, count))),
         "UserApi" => Ok(Box::new(user_api::UserApi::new(seed, count))),
-        _ => {
-            let _ = (seed, count);
-            anyhow::bail!("no workload for pattern {key}")
-        }
+        "KinesisStream" => Ok(Box::new(kinesis_stream::KinesisStream::new(seed, count))),
+        "AsyncInvoke" => Ok(Box::new(async_invoke::AsyncInvoke::new(seed, count))),
+        _ => anyhow::bail!("no workload for pattern {key}"),
     }
 }
