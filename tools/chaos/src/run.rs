@@ -407,12 +407,14 @@ pub async fn run(options: &Options) -> Result<RunReport> {
     let current = targets.read().unwrap_or_else(|e| e.into_inner()).clone();
     let mut reports = Vec::new();
     for (workload, target) in workloads.iter().zip(&current) {
-        reports.push(
-            workload
-                .account(target)
-                .await
-                .with_context(|| format!("accounting for {}", workload.name()))?,
-        );
+        let mut report = workload
+            .account(target)
+            .await
+            .with_context(|| format!("accounting for {}", workload.name()))?;
+        for index in 0..workload.len() {
+            *report.planned.entry(workload.kind(index)).or_default() += 1;
+        }
+        reports.push(report);
     }
     let mut injected = faults.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for (class, n) in proxy.tally() {
@@ -562,7 +564,6 @@ fn targets_of(
                 bail!("the stack has no pattern {key}");
             }
             Ok(Target {
-                key: key.clone(),
                 pattern,
                 signing: state["signing"].clone(),
                 region: state["region"].as_str().unwrap_or("us-east-1").to_owned(),

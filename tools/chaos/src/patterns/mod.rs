@@ -19,8 +19,6 @@ use serde_json::Value;
 /// Everything a workload needs to reach its pattern.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The pattern's nested-stack logical id in the root template (`SqsBuffer`).
-    pub key: String,
     /// The pattern's entry of the state file (`patterns.<key>`): `baseUrl`, `apis`,
     /// `credentials`, `queues`, `tables`, `streams`, `buckets`, `parameters`, `outputs`.
     pub pattern: Value,
@@ -112,6 +110,8 @@ pub struct Report {
     /// `email-taken`, `failed`, `archived`, `duplicate-absorbed`, `stored-unanswered`...). Their
     /// sum over the accepted requests equals `accepted` when nothing is lost.
     pub outcomes: BTreeMap<String, u64>,
+    /// Requests planned, by kind (filled by the driver from [`Workload::kind`]).
+    pub planned: BTreeMap<Kind, u64>,
     /// What is wrong; empty when the pattern kept its promise.
     pub problems: Vec<Problem>,
 }
