@@ -19,7 +19,7 @@ use testkit::faults::{Fault, pass_through, reply};
 /// What DynamoDB calls meet for now.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Weather {
-    /// Share of calls answered with an error instead (0 to 1), the three errors equally likely.
+    /// Share of calls answered with an error instead (0 to 1), the three errors in turn.
     pub errors: f64,
     /// Share of calls delayed by `delay` before they go to moto (0 to 1).
     pub delayed: f64,
@@ -37,6 +37,8 @@ struct State {
     /// Until then every DynamoDB call is delayed by `stall_delay`, whatever the weather.
     stalled_until: Option<std::time::Instant>,
     stall_delay: Duration,
+    /// Calls failed so far (which error the next one gets).
+    failures: u64,
     rng: fastrand::Rng,
     tally: Tally,
 }
@@ -66,6 +68,7 @@ impl Proxy {
             weather: Weather::default(),
             stalled_until: None,
             stall_delay: Duration::ZERO,
+            failures: 0,
             rng: fastrand::Rng::with_seed(seed),
             tally: Tally::new(),
         }));
@@ -136,9 +139,11 @@ fn fate(state: &Mutex<State>, dynamodb: bool) -> Fate {
     } else {
         let w = s.weather;
         if s.rng.f64() < w.errors {
-            Fate::Fail(match s.rng.u8(0..3) {
-                0 => Fault::InternalServerError,
-                1 => Fault::Throttling,
+            // The three errors in turn, so a storm of a few failed calls has each of them.
+            s.failures += 1;
+            Fate::Fail(match s.failures % 3 {
+                1 => Fault::InternalServerError,
+                2 => Fault::Throttling,
                 _ => Fault::ProvisionedThroughputExceeded,
             })
         } else if s.rng.f64() < w.delayed {

@@ -35,6 +35,10 @@ pub const PARAMETERS: &str = "SqsBuffer.ConsumerTimeout=3 SqsBuffer.QueueVisibil
      UserApi.ConsumerTimeout=3 UserApi.QueueVisibilityTimeout=18 \
      KinesisStream.ConsumerTimeout=3 AsyncInvoke.ProcessorTimeout=5";
 
+/// How long a storm of DynamoDB errors and latency lasts: by time, not by requests sent, so
+/// the consumers working through their backlog meet it too, in a small run as in a large one.
+const STORM: Duration = Duration::from_secs(5);
+
 /// How long a stall of DynamoDB lasts, and how late each call in it is answered: past the
 /// longest function timeout of [`PARAMETERS`] (5 s).
 const STALL: Duration = Duration::from_secs(7);
@@ -67,8 +71,8 @@ pub struct Options {
 /// One step of the fault schedule, at a share of the requests sent.
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
-    /// DynamoDB calls meet this from now on.
-    Weather(Weather, &'static str),
+    /// DynamoDB calls meet this weather for [`STORM`], then calm again.
+    Storm(Weather),
     /// Every DynamoDB call waits past the functions' timeouts, for a while.
     Stall,
     /// SIGKILL the execution environments running now (a share of them).
@@ -92,15 +96,13 @@ fn schedule(requests: usize, burst: usize, rng: &mut fastrand::Rng) -> Vec<(usiz
         delay: Duration::from_millis(50 + rng.u64(0..150)),
     };
     let mut steps = vec![
-        (at(0.12, rng), Step::Weather(storm(rng), "storm")),
+        (at(0.12, rng), Step::Storm(storm(rng))),
         (at(0.22, rng), Step::KillEnvironments),
-        (at(0.30, rng), Step::Weather(Weather::default(), "calm")),
         (at(0.38, rng), Step::Stall),
         (at(0.50, rng), Step::RestartGateway),
         (at(0.62, rng), Step::Burst(burst)),
-        (at(0.72, rng), Step::Weather(storm(rng), "storm")),
+        (at(0.72, rng), Step::Storm(storm(rng))),
         (at(0.80, rng), Step::Stall),
-        (at(0.88, rng), Step::Weather(Weather::default(), "calm")),
     ];
     steps.sort_by_key(|(index, _)| *index);
     steps
@@ -269,9 +271,14 @@ pub async fn run(options: &Options) -> Result<RunReport> {
                 calm_rate = Some(rate(&workloads, started));
             }
             match step {
-                Step::Weather(weather, name) => {
-                    eprintln!("chaos: {position}: DynamoDB weather {name}: {weather:?}");
+                Step::Storm(weather) => {
+                    eprintln!("chaos: {position}: a DynamoDB storm for {STORM:?}: {weather:?}");
                     proxy.set(weather);
+                    let proxy = proxy.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(STORM).await;
+                        proxy.set(Weather::default());
+                    });
                 }
                 Step::Stall => {
                     eprintln!("chaos: {position}: DynamoDB stalls past the functions' timeouts");
