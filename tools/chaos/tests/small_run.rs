@@ -128,3 +128,54 @@ fn a_seeded_chaos_run_accounts_for_every_request_and_a_consumer_acking_before_wr
     assert!(line.contains("FAILED: ") && line.contains("lost"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `make chaos BROKEN=1` (the default 10,000 requests) runs the same broken consumer as the small
+/// run above, through the same `--function-binary` of the same executable: its failure is the
+/// small run's failure at scale (the README gives the figures of such a run). `make -n` prints
+/// the recipe without running it.
+#[test]
+fn make_chaos_broken_runs_the_full_run_with_the_consumer_that_acks_before_writing() {
+    let broken = PathBuf::from(env!("CARGO_BIN_EXE_ack-before-write"));
+    // The Makefile finds the binaries under $(CARGO_TARGET_DIR)/debug: the one this test's
+    // executables were built into.
+    let target_dir = broken.parent().and_then(Path::parent).unwrap().to_owned();
+    let make = |args: &[&str]| {
+        Command::new("make")
+            .current_dir(testkit::repo_root())
+            .env("CARGO_TARGET_DIR", &target_dir)
+            // The recipe as a user's plain `make chaos` gets it: not the flags of the `make
+            // test` this may run under, nor a size or seed from the caller's environment.
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .env_remove("CHAOS_REQUESTS")
+            .env_remove("SEED")
+            .env_remove("BROKEN")
+            .args(args)
+            .output()
+            .expect("run make -n chaos")
+    };
+    let output = make(&["-n", "chaos", "BROKEN=1"]);
+    let recipe = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{recipe}");
+    let run = recipe
+        .lines()
+        .skip_while(|l| !l.contains("patterns-chaos\" --requests"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(run.contains("--requests 10000"), "{recipe}");
+    assert!(
+        run.contains(&format!(
+            "--function-binary SqsBuffer.ConsumerFunction={}",
+            broken.display()
+        )),
+        "make chaos BROKEN=1 does not run {}:\n{recipe}",
+        broken.display()
+    );
+    let healthy = make(&["-n", "chaos"]);
+    assert!(
+        !String::from_utf8_lossy(&healthy.stdout).contains("--function-binary"),
+        "make chaos without BROKEN replaces a function"
+    );
+}

@@ -9,7 +9,8 @@
 //! A run holds a **lease** on its job: `RUNNING` is recorded with `leaseOwner` (the invocation's
 //! request id) and `leaseExpiresAt` (milliseconds since the epoch; no later than the
 //! invocation's own deadline, so a lease never outlives the run that holds it). While it is live,
-//! no other delivery of the job starts it ([`JobStore::start`]), the error handler records no
+//! no delivery of the job under another request id starts it ([`JobStore::start`]; a retry under
+//! the owner's own id is Lambda retrying a try that ended), the error handler records no
 //! failure over it unless the failure is the owner's own ([`JobStore::fail`]), and only the owner
 //! records success ([`JobStore::succeed`]). A run whose job fails gives its lease back
 //! ([`JobStore::release`]) so that Lambda's retry can take the job at once.
@@ -195,7 +196,10 @@ pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 /// The jobs table.
 pub trait JobStore: Send + Sync {
     /// Records `RUNNING` under `lease` if the job is new, or `RUNNING` with an expired (or
-    /// released) lease; otherwise changes nothing and says what holds the job.
+    /// released) lease, or with a lease of `lease.owner` itself: Lambda retries an asynchronous
+    /// invoke under its request id once the try before has ended, and a try killed before it
+    /// could release its lease (its process crashed, its environment was lost) left it live.
+    /// Otherwise changes nothing and says what holds the job.
     fn start(
         &self,
         request: &JobRequest,
@@ -311,7 +315,7 @@ impl JobStore for DynamoDbJobs {
                  #lo = :owner, #le = :expires, #ar = :job",
             )
             .condition_expression(
-                "attribute_not_exists(#k) OR (#s = :running AND (attribute_not_exists(#le) OR #le < :now))",
+                "attribute_not_exists(#k) OR (#s = :running AND (attribute_not_exists(#le) OR #le < :now OR #lo = :owner))",
             )
             .expression_attribute_names("#k", KEY_ATTRIBUTE)
             .expression_attribute_names("#p", "parameters")
@@ -509,7 +513,8 @@ impl JobStore for MemoryJobs {
                 status: RUNNING.into(),
                 ..JobRecord::default()
             });
-            if job.status != RUNNING || job.lease_live(now_millis()) {
+            let own = job.lease_owner.as_deref() == Some(lease.owner.as_str());
+            if job.status != RUNNING || (job.lease_live(now_millis()) && !own) {
                 return Ok(Start::Skipped(Holder {
                     status: Some(job.status.clone()),
                     lease_owner: job.lease_owner.clone(),

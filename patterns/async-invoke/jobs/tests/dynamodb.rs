@@ -220,6 +220,56 @@ async fn an_expired_lease_is_taken_over_and_its_old_owner_can_no_longer_succeed(
     );
 }
 
+/// Lambda retries an asynchronous invoke under its request id once the try before it ended. A
+/// try killed mid-run (its process crashed, its environment was lost) could not release its
+/// lease: the retry takes the job over at once, or the job would stay `RUNNING` for good (every
+/// retry skipped as a duplicate, and answered as a success). Found by `make chaos`.
+#[tokio::test]
+async fn a_retry_under_the_same_request_id_takes_over_the_live_lease_its_killed_try_left() {
+    let (client, table, jobs) = setup().await;
+    jobs.start(&request("j9"), &lease("invoke-1"))
+        .await
+        .expect("start");
+    assert!(
+        matches!(
+            jobs.start(&request("j9"), &lease("another-invoke"))
+                .await
+                .expect("duplicate"),
+            Start::Skipped(_)
+        ),
+        "a delivery under another request id never runs the job beside a live lease"
+    );
+    assert_eq!(
+        jobs.start(&request("j9"), &lease("invoke-1"))
+            .await
+            .expect("retry"),
+        Start::Started
+    );
+    assert_eq!(
+        get(&client, &table, "j9", "attempts").await.as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        jobs.succeed("j9", "invoke-1", &json!({"done": true}))
+            .await
+            .expect("success"),
+        Transition::Applied
+    );
+    assert_eq!(
+        get(&client, &table, "j9", "status").await.as_deref(),
+        Some("SUCCEEDED")
+    );
+    assert!(
+        matches!(
+            jobs.start(&request("j9"), &lease("invoke-1"))
+                .await
+                .expect("late retry"),
+            Start::Skipped(_)
+        ),
+        "a finished job is never started again, not even by its own request id"
+    );
+}
+
 #[tokio::test]
 async fn a_released_lease_lets_the_retry_start_at_once() {
     let (client, table, jobs) = setup().await;

@@ -382,6 +382,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_retry_of_a_try_killed_mid_run_runs_the_job_and_records_it() {
+        let store = Arc::new(MemoryJobs::new());
+        let job = Arc::new(Counting::default());
+        let processor = Processor::new(store.clone(), job.clone());
+        // The first try took the job and was killed before it could answer or release its lease
+        // (a crash, a lost environment): its lease is still live. Lambda's retry comes under the
+        // same request id and must run the job, not skip it as a duplicate.
+        let lease = Lease::new("r1", Duration::from_secs(60), None);
+        assert_eq!(
+            store
+                .start(&request(json!({})), &lease)
+                .await
+                .expect("start"),
+            Start::Started
+        );
+        let answer = processor
+            .handle(request(json!({})), &invocation("r1"))
+            .await
+            .expect("the retry runs");
+        assert_eq!(answer["status"], "SUCCEEDED");
+        assert_eq!(job.runs.load(Ordering::SeqCst), 1);
+        let record = store.job("j").expect("job");
+        assert_eq!((record.status.as_str(), record.attempts), (SUCCEEDED, 2));
+        // Another request id still finds the job finished and skips it.
+        let late = processor
+            .handle(request(json!({})), &invocation("r2"))
+            .await
+            .expect("skipped, not an error");
+        assert_eq!(late["skipped"], true);
+        assert_eq!(job.runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn a_run_whose_lease_was_taken_over_does_not_record_its_result() {
         let store = Arc::new(MemoryJobs::new());
         let job = Arc::new(Counting {
