@@ -131,6 +131,21 @@ fn iso_now() -> String {
         .unwrap_or_default()
 }
 
+/// The wait after the `throttles`-th throttle of one event. Lambda waits 1 s after the first and
+/// doubles the wait up to 5 minutes (invocation-async-error-handling.html), on the scale where
+/// its first function-error retry comes after a minute. `retry_unit` is that minute here (1 s
+/// locally unless `--async-retry-seconds` says otherwise), so the throttle waits keep Lambda's
+/// proportions: a 60th of the unit, doubling, at most 5 units. With the unwrapped waits (1 s to
+/// 5 min beside 1 s retries), a burst of events above a function's concurrency came back
+/// together every few minutes, a concurrency's worth at a time, and `make chaos` drained for
+/// half an hour.
+fn throttle_wait(retry_unit: Duration, throttles: u32) -> Duration {
+    let first = retry_unit.div_f64(60.0);
+    first
+        .mul_f64(f64::from(1u32 << throttles.saturating_sub(1).min(16)))
+        .min(retry_unit * 5)
+}
+
 impl EventQueue {
     /// An invoker for `functions`; `retry_unit` is the wait before the first retry (doubled
     /// before the second).
@@ -322,12 +337,9 @@ impl EventQueue {
                         // (1 s up to 5 min) until the event's maximum age, and not counted as a
                         // retry attempt (invocation-async-error-handling.html).
                         throttles += 1;
-                        let wait = self
-                            .retry_unit
-                            .mul_f64(f64::from(1u32 << throttles.min(8)) / 2.0);
                         tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
                         self.journal_update(&entry);
-                        tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
+                        tokio::time::sleep(throttle_wait(self.retry_unit, throttles)).await;
                         continue;
                     }
                     Ok(answer) => {
@@ -475,6 +487,21 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn throttle_waits_keep_lambdas_proportions_on_the_local_scale() {
+        let minute = Duration::from_secs(60);
+        // On Lambda's own scale (a minute before the first retry): 1 s, 2 s, 4 s ... 5 min.
+        assert_eq!(super::throttle_wait(minute, 1), Duration::from_secs(1));
+        assert_eq!(super::throttle_wait(minute, 2), Duration::from_secs(2));
+        assert_eq!(super::throttle_wait(minute, 9), Duration::from_secs(256));
+        assert_eq!(super::throttle_wait(minute, 10), Duration::from_secs(300));
+        assert_eq!(super::throttle_wait(minute, 1000), Duration::from_secs(300));
+        // Locally (a second): the same shape, sixty times shorter.
+        let second = Duration::from_secs(1);
+        assert_eq!(super::throttle_wait(second, 10), Duration::from_secs(5));
+        assert!(super::throttle_wait(second, 1) < Duration::from_millis(20));
+    }
+
     use super::*;
 
     #[test]

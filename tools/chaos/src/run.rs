@@ -26,6 +26,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// run wait this long, and the account then names it.
 pub const DRAIN: Duration = Duration::from_secs(1800);
 
+/// How often the drain asks each workload what is still pending. Each ask scans the pattern's
+/// table in moto; asked every second, those scans were most of moto's work during the drain
+/// (py-spy), slowing the very drain they measure. The drain's time is thus known to 5 s.
+const DRAIN_POLL: Duration = Duration::from_secs(5);
+
 /// The stack's parameters for the run, besides the templates' defaults. Short function timeouts
 /// (3 s) let a stall of DynamoDB push invocations past them within a bounded run, and the
 /// visibility timeouts follow the templates' own rule (6 x the consumer's timeout, the SQS
@@ -408,7 +413,7 @@ pub async fn run(options: &Options) -> Result<RunReport> {
             );
             last_note = Instant::now();
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(DRAIN_POLL).await;
     }
     let drain_seconds = drain_started.elapsed().as_secs_f64();
     let current = targets.read().unwrap_or_else(|e| e.into_inner()).clone();
