@@ -8,7 +8,7 @@
 //!
 //! moto is reached through `MOTO_ENDPOINT` (`tools/with-moto.sh` starts one). Exits 0 when every
 //! accepted request reached exactly one terminal state and every fault class was injected, 1
-//! when the account found a problem, 2 on a usage error.
+//! when the account found a problem, 2 on a usage error, 3 when the run could not finish.
 
 mod gateway;
 mod patterns;
@@ -140,8 +140,10 @@ fn main() {
             std::process::exit(if report.ok() { 0 } else { 1 });
         }
         Err(error) => {
-            eprintln!("patterns-chaos: the run failed: {error:#}");
-            std::process::exit(1);
+            // Not an account: the run could not finish (the stack did not start, moto could
+            // not be read). Its own code, so no caller takes it for problems found.
+            eprintln!("patterns-chaos: the run could not finish: {error:#}");
+            std::process::exit(3);
         }
     }
 }

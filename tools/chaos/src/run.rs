@@ -189,7 +189,11 @@ pub async fn run(options: &Options) -> Result<RunReport> {
         "--lambda-port",
         "0",
         "--stack-name",
-        &format!("chaos-{:x}", rng.u32(..)),
+        // The seed's draw keeps the rest of the plan as the seed makes it; the draw of no seed
+        // makes the name the run's own, so that two runs with one seed in one moto (the test
+        // runs the same seed with a broken consumer after the healthy one) never meet each
+        // other's resources.
+        &format!("chaos-{:x}", rng.u32(..) ^ fastrand::u32(..)),
         "--parameter-overrides",
         PARAMETERS,
     ]

@@ -53,11 +53,11 @@ fn run(out: &Path, extra: &[String]) -> (i32, String, serde_json::Value) {
     (output.status.code().unwrap_or(-1), text, report)
 }
 
-fn pattern<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+fn pattern<'a>(report: &'a serde_json::Value, name: &str, text: &str) -> &'a serde_json::Value {
     report["patterns"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["pattern"] == name))
-        .unwrap_or_else(|| panic!("no {name} in the report: {report}"))
+        .unwrap_or_else(|| panic!("no {name} in the report: {report}\n{text}"))
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn a_seeded_chaos_run_accounts_for_every_request_and_a_consumer_acking_before_wr
     let (code, text, report) = run(&dir.join("healthy"), &[]);
     assert_eq!(code, 0, "the chaos run failed:\n{text}");
     for name in ["sqs-buffer", "user-api", "kinesis-stream", "async-invoke"] {
-        let p = pattern(&report, name);
+        let p = pattern(&report, name, &text);
         assert!(
             p["accepted"].as_u64().unwrap() > 0,
             "{name} accepted nothing: {p}"
@@ -112,7 +112,7 @@ fn a_seeded_chaos_run_accounts_for_every_request_and_a_consumer_acking_before_wr
         code, 1,
         "a run with a consumer that loses records passed:\n{text}"
     );
-    let p = pattern(&report, "sqs-buffer");
+    let p = pattern(&report, "sqs-buffer", &text);
     let lost = p["problems"]
         .as_array()
         .unwrap()
