@@ -72,6 +72,8 @@ struct JobItem {
     error: String,
     /// `parameters` as JSON (the processor stores the client's body as a JSON string).
     parameters: Option<Value>,
+    /// `leaseExpiresAt` of a running job, in milliseconds since the epoch.
+    lease_expires: Option<u64>,
 }
 
 /// What moto holds for the pattern.
@@ -94,6 +96,12 @@ pub struct AsyncInvoke {
 
 /// Most jobs planned past the processor's timeout (each holds an environment for its attempts).
 const MAX_TIMEOUTS: usize = 20;
+
+/// A `RUNNING` job whose lease ended this long ago is stuck, not on its way: Lambda's retries
+/// come 1-2 s apart locally and a throttled event waits at most 5 s between tries (the local
+/// gateway's backoff), so no delivery of it is left. `pending` stops waiting for it (the account
+/// reports it lost) instead of holding the run for the whole drain bound.
+const STUCK_MILLIS: u64 = 600_000;
 
 /// A failure the run's faults explain: an injected DynamoDB error, a timeout (the stall), a
 /// killed execution environment (or one a gateway restart interrupted).
@@ -226,12 +234,17 @@ impl AsyncInvoke {
                     Some(other) => Some(to_json(other)),
                     None => None,
                 };
+                let lease_expires = item
+                    .get("leaseExpiresAt")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok());
                 found.jobs.insert(
                     s("jobId"),
                     JobItem {
                         status: s("status"),
                         error: s("errorMessage"),
                         parameters,
+                        lease_expires,
                     },
                 );
             }
@@ -489,7 +502,8 @@ fn compare(
                 )));
             }
             (status, _) => problems.push(Problem::Lost(format!(
-                "job {id} (request {i}) never final: {status}"
+                "job {id} (request {i}) never final: {status}, lease until {:?} ms",
+                job.lease_expires
             ))),
         }
     }
@@ -529,20 +543,36 @@ fn compare(
     report
 }
 
-/// Accepted jobs not yet `SUCCEEDED` or `FAILED`.
-fn unfinished(answers: &[Option<Answer>], found: &Found) -> usize {
-    answers
+/// Accepted jobs not yet `SUCCEEDED` or `FAILED` as of `now` (milliseconds since the epoch):
+/// how many are on their way, and how many are stuck (`RUNNING` under a lease that ended more
+/// than [`STUCK_MILLIS`] ago).
+fn unfinished(answers: &[Option<Answer>], found: &Found, now: u64) -> (usize, usize) {
+    let (mut waiting, mut stuck) = (0, 0);
+    for id in answers
         .iter()
         .flatten()
         .filter(|a| a.sent == Sent::Accepted)
         .filter_map(|a| a.job_id.as_deref())
-        .filter(|id| {
-            !found
-                .jobs
-                .get(*id)
-                .is_some_and(|j| j.status == "SUCCEEDED" || j.status == "FAILED")
-        })
-        .count()
+    {
+        match found.jobs.get(id) {
+            Some(j) if j.status == "SUCCEEDED" || j.status == "FAILED" => {}
+            Some(j)
+                if j.status == "RUNNING"
+                    && j.lease_expires.is_some_and(|t| t + STUCK_MILLIS < now) =>
+            {
+                stuck += 1;
+            }
+            _ => waiting += 1,
+        }
+    }
+    (waiting, stuck)
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 impl Workload for AsyncInvoke {
@@ -625,12 +655,14 @@ impl Workload for AsyncInvoke {
     fn pending<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Option<String>>> {
         async move {
             let found = self.read(target).await?;
-            let left = unfinished(&self.answers(), &found);
-            if left > 0 && found.archived > self.replayed.load(Ordering::Relaxed) {
+            let (left, stuck) = unfinished(&self.answers(), &found, now_millis());
+            if left + stuck > 0 && found.archived > self.replayed.load(Ordering::Relaxed) {
                 self.replayed.store(found.archived, Ordering::Relaxed);
                 self.replay(target, found.archived).await?;
             }
-            Ok((left > 0).then(|| format!("{left} jobs not yet SUCCEEDED or FAILED")))
+            Ok((left > 0).then(|| {
+                format!("{left} jobs not yet SUCCEEDED or FAILED ({stuck} stuck RUNNING)")
+            }))
         }
         .boxed()
     }
@@ -682,6 +714,7 @@ mod tests {
             status: status.into(),
             error: error.into(),
             parameters: serde_json::from_str(parameters).ok(),
+            lease_expires: None,
         }
     }
 
@@ -819,7 +852,7 @@ mod tests {
             );
         }
         assert_eq!((report.sent, report.accepted, report.unanswered), (6, 4, 1));
-        assert_eq!(unfinished(&answers, &found), 0);
+        assert_eq!(unfinished(&answers, &found, 0), (0, 0));
     }
 
     #[test]
@@ -862,7 +895,19 @@ mod tests {
             "{:?}",
             report.problems
         );
-        assert_eq!(unfinished(&answers, &found), 2);
+        // a: no item yet; b: RUNNING under a lease that may still be retried.
+        assert_eq!(unfinished(&answers, &found, 0), (2, 0));
+        let mut found = found;
+        found.jobs.get_mut("b").unwrap().lease_expires = Some(1_000);
+        assert_eq!(
+            unfinished(&answers, &found, 1_000 + STUCK_MILLIS - 1),
+            (2, 0)
+        );
+        assert_eq!(
+            unfinished(&answers, &found, 1_001 + STUCK_MILLIS),
+            (1, 1),
+            "stuck"
+        );
     }
 
     #[test]
