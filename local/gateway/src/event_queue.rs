@@ -334,7 +334,7 @@ impl EventQueue {
                 match answer {
                     Err(InvokeError::Throttled { reason }) => {
                         // Throttles return the event to Lambda's queue: retried with a growing wait
-                        // (1 s up to 5 min) until the event's maximum age, and not counted as a
+                        // ([`throttle_wait`]) until the event's maximum age, and not counted as a
                         // retry attempt (invocation-async-error-handling.html).
                         throttles += 1;
                         tracing::warn!(function = %function.id, request_id = %request_id, reason, "asynchronous invoke throttled; queued again");
@@ -487,22 +487,22 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn throttle_waits_keep_lambdas_proportions_on_the_local_scale() {
         let minute = Duration::from_secs(60);
         // On Lambda's own scale (a minute before the first retry): 1 s, 2 s, 4 s ... 5 min.
-        assert_eq!(super::throttle_wait(minute, 1), Duration::from_secs(1));
-        assert_eq!(super::throttle_wait(minute, 2), Duration::from_secs(2));
-        assert_eq!(super::throttle_wait(minute, 9), Duration::from_secs(256));
-        assert_eq!(super::throttle_wait(minute, 10), Duration::from_secs(300));
-        assert_eq!(super::throttle_wait(minute, 1000), Duration::from_secs(300));
+        assert_eq!(throttle_wait(minute, 1), Duration::from_secs(1));
+        assert_eq!(throttle_wait(minute, 2), Duration::from_secs(2));
+        assert_eq!(throttle_wait(minute, 9), Duration::from_secs(256));
+        assert_eq!(throttle_wait(minute, 10), Duration::from_secs(300));
+        assert_eq!(throttle_wait(minute, 1000), Duration::from_secs(300));
         // Locally (a second): the same shape, sixty times shorter.
         let second = Duration::from_secs(1);
-        assert_eq!(super::throttle_wait(second, 10), Duration::from_secs(5));
-        assert!(super::throttle_wait(second, 1) < Duration::from_millis(20));
+        assert_eq!(throttle_wait(second, 10), Duration::from_secs(5));
+        assert!(throttle_wait(second, 1) < Duration::from_millis(20));
     }
-
-    use super::*;
 
     #[test]
     fn event_invoke_config_defaults_and_overrides() {
